@@ -1,0 +1,34 @@
+"""Test configuration shared by the whole suite.
+
+* Eight simulated CPU devices, so sharding tests run anywhere (set before any JAX op).
+* A persistent compilation cache, so a re-run skips most XLA compilation.
+* Strict rank promotion: silent broadcasting between (B,) and (B, 1) is a classic
+  diffusion bug (it turns a per-example weight into a B x B matrix).
+* ``x64`` fixture: math oracles run in float64 so their tolerances can be tight.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+import jax
+import pytest
+
+NUM_TEST_DEVICES = 8
+
+jax.config.update("jax_num_cpu_devices", NUM_TEST_DEVICES)
+jax.config.update("jax_numpy_rank_promotion", "raise")
+_cache = os.environ.get(
+    "JAXGEN_TEST_CACHE", str(pathlib.Path(__file__).resolve().parent.parent / ".cache" / "jax")
+)
+jax.config.update("jax_compilation_cache_dir", _cache)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+@pytest.fixture
+def x64():
+    """Run the test body with 64-bit floats enabled."""
+    with jax.enable_x64(True):
+        yield
