@@ -1,0 +1,157 @@
+"""``load_dataset(name, split)``: every dataset jaxgen knows, behind one call.
+
+=================== ============= ============ ========== ===========================
+name                 key, shape    levels       classes    splits
+=================== ============= ============ ========== ===========================
+digits               image 8x8x1   17           10         train 1437, test 360, all
+moons, swiss_roll,   x (2,)        continuous   none       train (seed 0), test (seed 1)
+ring, grid,
+checkerboard
+mnist, fashion_mnist image 28x28x1 256          10         train, test (TFDS)
+cifar10, cifar100    image 32x32x3 256          10 / 100   train, test (TFDS)
+svhn_cropped         image 32x32x3 256          10         train, test, extra (TFDS)
+=================== ============= ============ ========== ===========================
+
+Images are float32 NHWC in [-1, 1] under the key ``"image"``, labels int32 under
+``"label"``. The 2-D toy datasets are fixed samples (``"x"``, float32): the ``train``
+split is ``TOY2D_NUM_TRAIN`` = 100,000 points drawn with seed ``TOY2D_TRAIN_SEED`` = 0,
+the ``test`` split ``TOY2D_NUM_TEST`` = 10,000 points with seed ``TOY2D_TEST_SEED`` = 1;
+``num_samples=`` overrides the size (the seeds stay fixed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from typing import Any
+
+from jaxgen.data import digits, toy2d
+from jaxgen.data.source import ArraySource, Source
+from jaxgen.data.tfds_images import NUM_LEVELS as TFDS_NUM_LEVELS
+from jaxgen.data.tfds_images import TFDS_IMAGE_DATASETS, open_tfds_images
+
+TOY2D_NUM_TRAIN = 100_000
+TOY2D_NUM_TEST = 10_000
+TOY2D_TRAIN_SEED = 0
+TOY2D_TEST_SEED = 1
+TOY2D_SPLITS = ("train", "test")
+
+DATASET_NAMES: tuple[str, ...] = ("digits", *toy2d.TOY2D_NAMES, *TFDS_IMAGE_DATASETS)
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """A loaded split: a random-access source plus what models need to know about it.
+
+    Attributes:
+      name: registry name ("digits", "ring", "cifar10", ...).
+      split: the split expression it was loaded with.
+      source: the examples (``len`` and batched ``get``).
+      event_shape: shape of one example of ``data_key`` ((H, W, C) or (2,)).
+      num_levels: discrete levels per channel (256 for 8-bit images, 17 for digits),
+        None for continuous data.
+      num_classes: number of label classes, None if unlabelled.
+      data_key: the batch key holding the data ("image" or "x").
+    """
+
+    name: str
+    split: str
+    source: Source
+    event_shape: tuple[int, ...]
+    num_levels: int | None
+    num_classes: int | None
+    data_key: str = "image"
+
+    @property
+    def image_shape(self) -> tuple[int, int, int] | None:
+        """``(H, W, C)`` for image datasets, None otherwise."""
+        if self.data_key == "image" and len(self.event_shape) == 3:
+            return self.event_shape  # type: ignore[return-value]
+        return None
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+
+def _no_options(name: str, options: dict[str, Any], allowed: tuple[str, ...] = ()) -> None:
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise TypeError(
+            f"load_dataset({name!r}) got unexpected options {unknown}; "
+            f"accepted: {list(allowed) or 'none'}"
+        )
+
+
+def _unknown_name(name: str) -> ValueError:
+    close = difflib.get_close_matches(str(name), DATASET_NAMES, n=3, cutoff=0.6)
+    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    return ValueError(f"unknown dataset {name!r}.{hint} Known datasets: {', '.join(DATASET_NAMES)}")
+
+
+def load_dataset(
+    name: str,
+    split: str = "train",
+    *,
+    data_dir: str | os.PathLike | None = None,
+    download: bool = False,
+    **options: Any,
+) -> Dataset:
+    """Load a split of a named dataset (see the module doc for the table).
+
+    Args:
+      name: a name from ``DATASET_NAMES``.
+      split: "train", "test", ... (TFDS datasets accept TFDS slicing, "train[:90%]").
+      data_dir: TFDS data directory (TFDS datasets only).
+      download: let TFDS download and prepare missing data (TFDS datasets only).
+      **options: per-dataset options; toy2d datasets accept ``num_samples``.
+
+    Raises:
+      ValueError: unknown name (with close matches) or split.
+      DatasetNotFoundError: a TFDS dataset that is not prepared in ``data_dir``.
+    """
+    if name == "digits":
+        _no_options(name, options)
+        images, labels = digits.load_digits(split)
+        return Dataset(
+            name=name,
+            split=split,
+            source=ArraySource({"image": images, "label": labels}),
+            event_shape=digits.IMAGE_SHAPE,
+            num_levels=digits.NUM_LEVELS,
+            num_classes=digits.NUM_CLASSES,
+        )
+    if name in toy2d.TOY2D_NAMES:
+        _no_options(name, options, ("num_samples",))
+        if split not in TOY2D_SPLITS:
+            raise ValueError(
+                f"unknown split {split!r} for {name!r}; expected one of {TOY2D_SPLITS}"
+            )
+        default_n, seed = {
+            "train": (TOY2D_NUM_TRAIN, TOY2D_TRAIN_SEED),
+            "test": (TOY2D_NUM_TEST, TOY2D_TEST_SEED),
+        }[split]
+        n = int(options.get("num_samples", default_n))
+        points = toy2d.sample_toy2d(name, n, seed=seed)
+        return Dataset(
+            name=name,
+            split=split,
+            source=ArraySource({"x": points}),
+            event_shape=(2,),
+            num_levels=None,
+            num_classes=None,
+            data_key="x",
+        )
+    if name in TFDS_IMAGE_DATASETS:
+        _no_options(name, options)
+        spec = TFDS_IMAGE_DATASETS[name]
+        source = open_tfds_images(name, split, data_dir=data_dir, download=download)
+        return Dataset(
+            name=name,
+            split=split,
+            source=source,
+            event_shape=spec.image_shape,
+            num_levels=TFDS_NUM_LEVELS,
+            num_classes=spec.num_classes,
+        )
+    raise _unknown_name(name)

@@ -1,0 +1,288 @@
+"""Paper image datasets through ``tensorflow_datasets`` random access (no TensorFlow).
+
+``open_tfds_images(name, split)`` wraps ``tfds.data_source`` (ArrayRecord files read on
+demand, a batch of records per call) as a jaxgen ``Source`` that yields
+``{"image": float32 (N, H, W, C) in [-1, 1], "label": int32 (N,)}``. Nothing is read
+until a batch is asked for.
+
+Getting the data. ``tfds.data_source`` needs the dataset prepared in a random-access
+format (``array_record``) under ``data_dir`` (default ``$TFDS_DATA_DIR`` or
+``~/tensorflow_datasets``). Preparing it needs TensorFlow and network access, once::
+
+    pip install tensorflow tensorflow-datasets
+    tfds build mnist --file_format=array_record --data_dir=~/tensorflow_datasets
+
+or ``open_tfds_images(..., download=True)`` / ``load_dataset(..., download=True)``
+from an environment that has them. A dataset that is not there raises
+``DatasetNotFoundError`` (a ``FileNotFoundError``) saying where it looked.
+
+What tfds itself raises for missing data (tensorflow-datasets 4.9.10): with
+``file_format="array_record"`` (which we always pass) and ``download=False``,
+``KeyError("Trying to access `splits['train']` but `splits` is empty. This likely
+indicates the dataset has not been generated yet.")`` from ``SplitDict.__getitem__``;
+without a file format and an explicit ``data_dir``, a misleading
+``NotImplementedError("Random access data source for file format FileFormat.TFRECORD is
+not supported ...")``. A dataset prepared only as TFRecord also ends in that
+``NotImplementedError``. Both are translated here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from jaxgen.data.source import check_indices
+
+# tfds's SplitDict message for a dataset with no generated splits (KeyError).
+_NOT_GENERATED_MARK = "has not been generated yet"
+# tfds.testing.mock_data installs an unbound stand-in for ``__getitems__`` on its mock
+# ArrayRecord reader, which fails with this TypeError; ``__getitem__`` works there.
+_MOCK_GETITEMS_MARK = "missing 1 required positional argument: 'record_keys'"
+
+
+@dataclasses.dataclass(frozen=True)
+class TfdsImageSpec:
+    """What jaxgen knows about a TFDS image-classification dataset."""
+
+    image_shape: tuple[int, int, int]
+    num_classes: int
+    splits: tuple[str, ...]
+    image_key: str = "image"
+    label_key: str = "label"
+
+
+TFDS_IMAGE_DATASETS: dict[str, TfdsImageSpec] = {
+    "mnist": TfdsImageSpec((28, 28, 1), 10, ("train", "test")),
+    "fashion_mnist": TfdsImageSpec((28, 28, 1), 10, ("train", "test")),
+    "cifar10": TfdsImageSpec((32, 32, 3), 10, ("train", "test")),
+    "cifar100": TfdsImageSpec((32, 32, 3), 100, ("train", "test")),
+    "svhn_cropped": TfdsImageSpec((32, 32, 3), 10, ("train", "test", "extra")),
+}
+
+NUM_LEVELS = 256  # 8-bit images
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A TFDS dataset is not prepared (in a random-access format) where we looked.
+
+    Attributes:
+      dataset: the TFDS name.
+      split: the requested split.
+      data_dir: the data directory that was searched.
+    """
+
+    def __init__(self, message: str, *, dataset: str, split: str, data_dir: str | None):
+        super().__init__(message)
+        self.dataset = dataset
+        self.split = split
+        self.data_dir = data_dir
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+    def __reduce__(self):  # keep the keyword attributes when pickled (e.g. across workers)
+        return (_rebuild_not_found, (self.args[0], self.dataset, self.split, self.data_dir))
+
+
+def _rebuild_not_found(message: str, dataset: str, split: str, data_dir: str | None):
+    return DatasetNotFoundError(message, dataset=dataset, split=split, data_dir=data_dir)
+
+
+def _split_names(split: str) -> list[str]:
+    """Base split names in a TFDS split expression like ``"train[:90%]+test"``."""
+    names = []
+    for part in split.split("+"):
+        match = re.fullmatch(r"\s*([A-Za-z_][\w-]*)\s*(\[[^\]]*\])?\s*", part)
+        if match is None:
+            raise ValueError(f"cannot parse split expression {split!r}")
+        names.append(match.group(1))
+    return names
+
+
+def check_split(name: str, split: str) -> None:
+    """Raise ``ValueError`` unless every split named in ``split`` exists for ``name``."""
+    spec = TFDS_IMAGE_DATASETS[name]
+    if not isinstance(split, str):
+        raise TypeError(f"split must be a string, got {split!r}")
+    unknown = [s for s in _split_names(split) if s not in spec.splits]
+    if unknown:
+        raise ValueError(
+            f"unknown split {unknown[0]!r} for TFDS dataset {name!r}; known splits: "
+            f"{spec.splits} (TFDS slicing such as 'train[:90%]' or 'train+test' is allowed)"
+        )
+
+
+def _default_data_dir(name: str, data_dir: str | os.PathLike | None) -> str:
+    """The root data directory tfds searches for ``name``."""
+    if data_dir is not None:
+        return os.fspath(data_dir)
+    try:
+        import tensorflow_datasets as tfds
+
+        return os.fspath(tfds.builder(name, file_format="array_record").data_dir_root)
+    except Exception:  # only for the error message; never hide the real error
+        return os.environ.get("TFDS_DATA_DIR", os.path.expanduser("~/tensorflow_datasets"))
+
+
+def _how_to_get(name: str, root: str, *, download: bool = False) -> str:
+    text = (
+        f"Prepare it once with TensorFlow and network access:\n"
+        f"    tfds build {name} --file_format=array_record --data_dir={root}\n"
+    )
+    if not download:
+        text += "or pass download=True (also needs network; preparing needs TensorFlow), "
+    return text + "or point data_dir / $TFDS_DATA_DIR at a directory that already holds it."
+
+
+class TfdsImageSource:
+    """A ``Source`` over TFDS image records: batched, lazy reads, scaled to [-1, 1].
+
+    Args:
+      records: a random-access sequence of TFDS example dicts (what ``tfds.data_source``
+        returns); ``__getitems__`` is used for batched reads when present.
+      image_shape: the expected ``(H, W, C)`` of every image.
+      name: dataset name for error messages.
+      image_key, label_key: feature names in the records; ``label_key=None`` drops labels.
+    """
+
+    def __init__(
+        self,
+        records: Sequence[Any],
+        *,
+        image_shape: tuple[int, int, int],
+        name: str = "tfds",
+        image_key: str = "image",
+        label_key: str | None = "label",
+    ):
+        self._records = records
+        self._length = len(records)
+        self.image_shape = tuple(int(d) for d in image_shape)
+        self.name = name
+        self._image_key = image_key
+        self._label_key = label_key
+        self._batched = hasattr(records, "__getitems__")
+
+    def __len__(self) -> int:
+        return self._length
+
+    def _read(self, keys: list[int]) -> Sequence[Any]:
+        if self._batched:
+            try:
+                return self._records.__getitems__(keys)
+            except TypeError as err:
+                if _MOCK_GETITEMS_MARK not in str(err):
+                    raise
+                self._batched = False
+        return [self._records[k] for k in keys]
+
+    def get(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+        idx = check_indices(indices, self._length)
+        records = self._read([int(i) for i in idx])
+        if len(records) != idx.size:
+            raise IndexError(f"{self.name}: asked for {idx.size} records, got {len(records)}")
+        images = np.empty((idx.size, *self.image_shape), np.uint8)
+        for row, rec in enumerate(records):
+            img = np.asarray(rec[self._image_key])
+            if img.shape != self.image_shape or img.dtype != np.uint8:
+                raise ValueError(
+                    f"{self.name}: record {int(idx[row])} has image {img.dtype}{img.shape}, "
+                    f"expected uint8{self.image_shape}"
+                )
+            images[row] = img
+        out = {"image": images.astype(np.float32) / np.float32(127.5) - np.float32(1.0)}
+        if self._label_key is not None:
+            out["label"] = np.asarray(
+                [int(rec[self._label_key]) for rec in records], dtype=np.int32
+            ).reshape(idx.size)
+        return out
+
+    def __repr__(self) -> str:
+        return f"TfdsImageSource({self.name}, len={self._length}, image_shape={self.image_shape})"
+
+
+def open_tfds_images(
+    name: str,
+    split: str,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    download: bool = False,
+) -> TfdsImageSource:
+    """A lazy random-access source over a TFDS image dataset (see the module doc).
+
+    Args:
+      name: one of ``TFDS_IMAGE_DATASETS``.
+      split: a split of that dataset, optionally with TFDS slicing ("train[:90%]").
+      data_dir: TFDS data directory; default ``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``.
+      download: let tfds download and prepare the data if missing (needs network and,
+        for preparing, TensorFlow).
+
+    Raises:
+      DatasetNotFoundError: the dataset is not prepared in ``data_dir`` as array_record.
+      ValueError: unknown dataset or split.
+    """
+    if name not in TFDS_IMAGE_DATASETS:
+        raise ValueError(
+            f"unknown TFDS image dataset {name!r}; supported: {tuple(TFDS_IMAGE_DATASETS)}"
+        )
+    check_split(name, split)
+    spec = TFDS_IMAGE_DATASETS[name]
+
+    import tensorflow_datasets as tfds
+
+    kwargs: dict[str, Any] = {
+        "split": split,
+        "download": download,
+        # Without this, an explicit data_dir makes tfds default to TFRecord, which has no
+        # random access: download=True would prepare data that data_source cannot read.
+        "builder_kwargs": {"file_format": "array_record"},
+    }
+    if data_dir is not None:
+        kwargs["data_dir"] = os.fspath(data_dir)
+    where = f"{name!r} (split {split!r})"
+    try:
+        records = tfds.data_source(name, **kwargs)
+    except KeyError as err:
+        if _NOT_GENERATED_MARK not in str(err):
+            raise
+        root = _default_data_dir(name, data_dir)
+        raise DatasetNotFoundError(
+            f"TFDS dataset {where} is not prepared under data_dir {root!r}.\n"
+            + _how_to_get(name, root, download=download),
+            dataset=name,
+            split=split,
+            data_dir=root,
+        ) from None
+    except NotImplementedError:
+        root = _default_data_dir(name, data_dir)
+        raise DatasetNotFoundError(
+            f"TFDS dataset {where} under data_dir {root!r} is not in a random-access format "
+            f"(it is missing, or was prepared as TFRecord, which tfds.data_source cannot "
+            f"read).\n" + _how_to_get(name, root, download=download),
+            dataset=name,
+            split=split,
+            data_dir=root,
+        ) from None
+    except ImportError as err:
+        if not download:
+            raise
+        root = _default_data_dir(name, data_dir)
+        raise DatasetNotFoundError(
+            f"TFDS dataset {where} is not prepared under data_dir {root!r}, and downloading "
+            f"it failed: the module {err.name!r} is missing ({err}).\n"
+            + _how_to_get(name, root, download=download),
+            dataset=name,
+            split=split,
+            data_dir=root,
+        ) from err
+    return TfdsImageSource(
+        records,
+        image_shape=spec.image_shape,
+        name=f"{name}[{split}]",
+        image_key=spec.image_key,
+        label_key=spec.label_key,
+    )
