@@ -1,0 +1,323 @@
+"""Typed experiment configs: frozen dataclasses, strict overrides, JSON round trips.
+
+An experiment is one Python file with a ``get_config() -> ExperimentConfig`` function
+(see ``experiments/``). Every field has a type, so a command-line override such as
+``optim.learning_rate=1e-3`` is parsed and checked against it, and a misspelt key is an
+error that names the key and suggests the closest valid one, never a silent no-op.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import difflib
+import importlib.util
+import json
+import pathlib
+import sys
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config key, value or file that cannot be used."""
+
+
+# ----------------------------------------------------------------------------- sections
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Which dataset to train on and how to batch it.
+
+    ``batch_size`` is the global batch (split over all devices and hosts).
+    """
+
+    name: str = "digits"
+    data_dir: str | None = None
+    download: bool = False
+    batch_size: int = 128
+    random_flip: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    """Optimizer: Adam(W) with linear warmup, optional cosine decay and global-norm clipping."""
+
+    optimizer: str = "adam"
+    learning_rate: float = 2e-4
+    warmup_steps: int = 0
+    decay: str = "constant"
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    grad_clip_norm: float | None = 1.0
+    ema_decay: float = 0.9999
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """The training loop: length, seed, cadence of logs, checkpoints and sample grids."""
+
+    num_steps: int = 1000
+    seed: int = 0
+    log_every: int = 50
+    checkpoint_every: int = 1000
+    sample_every: int = 1000
+    num_grid_samples: int = 64
+    keep_checkpoints: int = 3
+    async_checkpoints: bool = True
+    shard_params: bool = False
+    shard_params_min_size: int = 2**18
+    progress_bar: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """What ``jaxgen eval`` measures."""
+
+    split: str = "test"
+    num_samples: int = 360
+    max_examples: int | None = None
+    batch_size: int = 360
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """One experiment: a model family's own config plus the shared sections.
+
+    ``model`` is the family's config dataclass (e.g. ``jaxgen.recipes.ddpm.DDPMConfig``);
+    ``family`` names the recipe that trains it.
+    """
+
+    family: str
+    model: Any
+    name: str = "experiment"
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+    expected: str = ""
+
+
+# ----------------------------------------------------------------------------- dict <-> config
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """Nested plain dict (JSON-ready) of a config dataclass."""
+    out: dict[str, Any] = {}
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if dataclasses.is_dataclass(value):
+            out[field.name] = to_dict(value)
+        elif isinstance(value, tuple):
+            out[field.name] = list(value)
+        else:
+            out[field.name] = value
+    return out
+
+
+def from_dict(cls: type[T], data: Mapping[str, Any], *, path: str = "") -> T:
+    """Build ``cls`` from a nested dict, rejecting unknown keys and wrong types."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"config section {path or '<root>'!r} must be a mapping, got {data!r}")
+    hints = _type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in names:
+            raise ConfigError(_unknown_key_message(path + key, key, names))
+    kwargs = {}
+    for field in dataclasses.fields(cls):
+        if field.name not in data:
+            continue
+        value = data[field.name]
+        kind = hints[field.name]
+        sub = f"{path}{field.name}"
+        if field.name == "model" and cls is ExperimentConfig:
+            kind = model_config_class(data.get("family", ""))
+        if dataclasses.is_dataclass(kind):
+            kwargs[field.name] = from_dict(kind, value, path=sub + ".")
+        else:
+            kwargs[field.name] = _coerce(value, kind, sub)
+    try:
+        return cls(**kwargs)
+    except TypeError as err:
+        raise ConfigError(f"config section {path or '<root>'!r}: {err}") from err
+
+
+def model_config_class(family: str) -> type:
+    """The model-config dataclass registered for a family name."""
+    from jaxgen.recipes import registry
+
+    return registry.get_recipe(family).config_class
+
+
+# ----------------------------------------------------------------------------- overrides
+
+
+def apply_overrides(config: T, overrides: Sequence[str]) -> T:
+    """Return ``config`` with ``key.sub=value`` overrides applied, each type-checked.
+
+    Values are Python literals (``1e-3``, ``(1, 2)``, ``true``, ``none``) or bare strings.
+    """
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(
+                f"override {item!r} is not of the form key=value (e.g. train.num_steps=100)"
+            )
+        key, raw = item.split("=", 1)
+        config = _set_path(config, key.strip().split("."), raw.strip(), key.strip())
+    return config
+
+
+def _set_path(node: Any, parts: list[str], raw: str, full_key: str) -> Any:
+    names = [f.name for f in dataclasses.fields(node)]
+    head = parts[0]
+    if head not in names:
+        prefix = full_key[: len(full_key) - len(".".join(parts))]
+        raise ConfigError(_unknown_key_message(full_key, head, names, prefix=prefix))
+    current = getattr(node, head)
+    if len(parts) == 1:
+        if dataclasses.is_dataclass(current):
+            raise ConfigError(
+                f"config key {full_key!r} is a section; set one of its fields instead"
+            )
+        kind = _type_hints(type(node))[head]
+        return dataclasses.replace(node, **{head: _coerce(_parse_literal(raw), kind, full_key)})
+    if not dataclasses.is_dataclass(current):
+        raise ConfigError(f"config key {full_key!r}: {head!r} is a value, not a section")
+    return dataclasses.replace(node, **{head: _set_path(current, parts[1:], raw, full_key)})
+
+
+def _parse_literal(raw: str) -> Any:
+    lowered = raw.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    try:
+        return ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        return raw
+
+
+def _unknown_key_message(full_key: str, key: str, names: Sequence[str], prefix: str = "") -> str:
+    close = difflib.get_close_matches(key, names, n=1)
+    hint = f"; did you mean {prefix + close[0]!r}?" if close else ""
+    return f"unknown config key {full_key!r}{hint} (valid here: {', '.join(sorted(names))})"
+
+
+# ----------------------------------------------------------------------------- type checks
+
+
+def _type_hints(cls: type) -> dict[str, Any]:
+    module = sys.modules.get(cls.__module__)
+    return typing.get_type_hints(cls, globalns=vars(module) if module else None)
+
+
+def _coerce(value: Any, kind: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``kind``; int -> float and list -> tuple allowed."""
+    if kind is Any:
+        return value
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for option in typing.get_args(kind):
+            try:
+                return _coerce(value, option, key)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(f"config key {key!r}: {value!r} is not a valid {_type_name(kind)}")
+    if kind is type(None):
+        if value is None:
+            return None
+        raise ConfigError(f"config key {key!r}: expected None, got {value!r}")
+    if origin is tuple:
+        if not isinstance(value, (tuple, list)):
+            if isinstance(value, (int, float, str)) and typing.get_args(kind)[-1:] == (Ellipsis,):
+                value = (value,)
+            else:
+                raise ConfigError(f"config key {key!r}: expected a tuple, got {value!r}")
+        args = typing.get_args(kind)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], key) for v in value)
+        if len(args) != len(value):
+            raise ConfigError(f"config key {key!r}: expected {len(args)} items, got {value!r}")
+        return tuple(_coerce(v, a, key) for v, a in zip(args, value, strict=True))
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"config key {key!r}: expected true or false, got {value!r}")
+    if kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"config key {key!r}: expected an integer, got {value!r}")
+    if kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"config key {key!r}: expected a number, got {value!r}")
+    if kind is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"config key {key!r}: expected a string, got {value!r}")
+    return value
+
+
+def _type_name(kind: Any) -> str:
+    return getattr(kind, "__name__", None) or str(kind).replace("typing.", "")
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def load_experiment(spec: str) -> ExperimentConfig:
+    """Load ``get_config()`` from an experiment file (``experiments/ddpm_digits.py``) or a
+    saved ``config.json``."""
+    path = pathlib.Path(spec)
+    if not path.exists():
+        raise ConfigError(f"experiment config {spec!r} does not exist")
+    if path.suffix == ".json":
+        return config_from_json(path.read_text())
+    module_name = f"jaxgen_experiment_{path.stem}"
+    module_spec = importlib.util.spec_from_file_location(module_name, path)
+    if module_spec is None or module_spec.loader is None:
+        raise ConfigError(f"cannot import experiment config {spec!r}")
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ConfigError(f"experiment file {spec!r} defines no get_config() function")
+    config = module.get_config()
+    if not isinstance(config, ExperimentConfig):
+        raise ConfigError(
+            f"{spec}: get_config() returned {type(config).__name__}, not ExperimentConfig"
+        )
+    return config
+
+
+def config_to_json(config: ExperimentConfig) -> str:
+    return json.dumps(to_dict(config), indent=2, sort_keys=True)
+
+
+def config_from_json(text: str) -> ExperimentConfig:
+    return from_dict(ExperimentConfig, json.loads(text))
+
+
+def diff_configs(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two configs of the same shape."""
+    da, db = (to_dict(a), to_dict(b)) if not isinstance(a, dict) else (a, b)
+    keys = sorted(set(da) | set(db))
+    out: list[str] = []
+    for key in keys:
+        va, vb = da.get(key), db.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += diff_configs(va, vb, prefix + key + ".")
+        elif va != vb:
+            out.append(prefix + key)
+    return out

@@ -1,0 +1,334 @@
+"""The training loop shared by every model family.
+
+``train(config, workdir)`` builds the recipe and data, creates or resumes the sharded
+train state, and runs the compiled step until ``train.num_steps``:
+
+* resume: the newest restorable checkpoint in ``<workdir>/checkpoints`` (damaged ones are
+  quarantined with a warning); the batch and PRNG key of a step depend only on the seed
+  and the step, so a resumed run ends with the same parameters as an uninterrupted one;
+* checkpoints every ``train.checkpoint_every`` steps, at the end, and on SIGTERM/SIGINT;
+* a non-finite loss or gradient stops the run with ``NonFiniteLossError`` naming the step,
+  before anything computed from it is saved;
+* metrics to ``metrics.jsonl`` and TensorBoard, a progress bar with loss and images/s,
+  and EMA sample grids in ``<workdir>/samples``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+import logging
+import pathlib
+import signal
+import threading
+import time
+import warnings
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxgen.config import (
+    ConfigError,
+    ExperimentConfig,
+    config_from_json,
+    config_to_json,
+    diff_configs,
+)
+from jaxgen.data import checks
+from jaxgen.data.augment import random_horizontal_flip
+from jaxgen.data.loader import BatchLoader
+from jaxgen.data.registry import DATASET_NAMES, Dataset, load_dataset
+from jaxgen.engine import sharding
+from jaxgen.engine.checkpointing import Checkpointer
+from jaxgen.engine.metrics_writer import MetricsWriter
+from jaxgen.engine.optimizer import learning_rate_schedule, make_optimizer
+from jaxgen.engine.state import TrainState
+from jaxgen.engine.step import init_train_state, make_train_step
+from jaxgen.images import make_grid, save_png
+from jaxgen.recipes.base import Recipe
+from jaxgen.recipes.registry import get_recipe
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss or gradient became NaN or Inf; the run stopped without saving it."""
+
+
+@dataclasses.dataclass
+class TrainResult:
+    state: TrainState
+    step: int
+    metrics: dict[str, float]
+    workdir: pathlib.Path
+    stopped_early: bool
+
+
+# ----------------------------------------------------------------------------- set-up
+
+
+def build_recipe(config: ExperimentConfig, dataset: Dataset) -> Recipe:
+    recipe_cls = get_recipe(config.family)
+    return recipe_cls(
+        config,
+        data_shape=dataset.event_shape,
+        num_levels=dataset.num_levels,
+        data_key=dataset.data_key,
+    )
+
+
+def load_train_dataset(config: ExperimentConfig, split: str = "train") -> Dataset:
+    if config.data.name not in DATASET_NAMES:
+        close = difflib.get_close_matches(config.data.name, DATASET_NAMES, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(
+            f"data.name: unknown dataset {config.data.name!r}{hint} "
+            f"(known: {', '.join(DATASET_NAMES)})"
+        )
+    return load_dataset(
+        config.data.name, split, data_dir=config.data.data_dir, download=config.data.download
+    )
+
+
+def abstract_train_state(recipe: Recipe, config: ExperimentConfig, mesh: jax.sharding.Mesh):
+    """(init function, abstract state with shardings, sharding tree) for a recipe."""
+    tx = make_optimizer(config.optim, config.train.num_steps)
+    init_fn = functools.partial(init_train_state, recipe.init_params, tx, seed=config.train.seed)
+    shapes = jax.eval_shape(init_fn)
+    shardings = sharding.state_shardings(
+        shapes,
+        mesh,
+        shard_params=config.train.shard_params,
+        min_size=config.train.shard_params_min_size,
+    )
+    abstract = jax.tree.map(
+        lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes, shardings
+    )
+    return tx, init_fn, abstract, shardings
+
+
+def _check_workdir_config(workdir: pathlib.Path, config: ExperimentConfig) -> None:
+    """Refuse to resume a run whose model, data or optimizer config changed."""
+    path = workdir / "config.json"
+    if path.exists():
+        saved = config_from_json(path.read_text())
+        changed = diff_configs(saved, config)
+        fatal = [k for k in changed if not k.startswith(("train.", "eval.", "expected", "name"))]
+        if fatal:
+            raise ConfigError(
+                f"{workdir} holds a run with a different config ({', '.join(fatal)} changed); "
+                "use a new --workdir, or the saved config (jaxgen train "
+                f"{path} --workdir {workdir})"
+            )
+        if "train.num_steps" in changed and config.optim.decay != "constant":
+            raise ConfigError(
+                f"{workdir} was trained for train.num_steps={saved.train.num_steps} with "
+                f"optim.decay={config.optim.decay!r}, whose learning rate depends on num_steps; "
+                f"resuming with num_steps={config.train.num_steps} would not continue that run. "
+                "Use a new --workdir, or optim.decay=constant for runs you intend to extend"
+            )
+        if changed:
+            warnings.warn(
+                f"resuming {workdir} with changed settings: {', '.join(changed)}", stacklevel=3
+            )
+    if jax.process_index() == 0:
+        workdir.mkdir(parents=True, exist_ok=True)
+        path.write_text(config_to_json(config))
+
+
+class _StopRequest:
+    """SIGTERM/SIGINT set a flag; the loop saves a checkpoint and returns."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:  # a second signal: stop now
+            raise KeyboardInterrupt
+        self.requested = True
+        log.warning("received signal %s: saving a checkpoint and stopping", signum)
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        return False
+
+
+def _host_metrics(metrics: dict[str, jax.Array]) -> dict[str, float]:
+    return {k: float(v) for k, v in jax.device_get(metrics).items()}
+
+
+def _check_finite(step: int, metrics: dict[str, float], checkpointer: Checkpointer) -> None:
+    if metrics["finite"] < 1.0:
+        checkpointer.wait()
+        last = checkpointer.latest_step()
+        where = f"step {last}" if last is not None else "none saved yet"
+        raise NonFiniteLossError(
+            f"non-finite training loss at step {step} (loss={metrics['loss']}, "
+            f"grad_norm={metrics['grad_norm']}); the run stopped and nothing from this step was "
+            f"saved. Last good checkpoint: {where} in {checkpointer.directory}. "
+            "Try a lower optim.learning_rate or check the data."
+        )
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def train(
+    config: ExperimentConfig,
+    workdir: str | pathlib.Path,
+    *,
+    mesh: jax.sharding.Mesh | None = None,
+    stop_at_step: int | None = None,
+) -> TrainResult:
+    """Train (or resume) ``config`` in ``workdir``; see the module docstring.
+
+    ``stop_at_step`` behaves like a SIGTERM arriving after that step (a checkpoint is
+    saved and the function returns); tests use it to interrupt and resume runs.
+    """
+    workdir = pathlib.Path(workdir)
+    _check_workdir_config(workdir, config)
+    mesh = mesh or sharding.make_mesh()
+    dataset = load_train_dataset(config)
+    recipe = build_recipe(config, dataset)
+    loader = BatchLoader(
+        dataset.source,
+        global_batch_size=config.data.batch_size,
+        seed=config.train.seed,
+        mesh=mesh,
+        data_axis=sharding.DATA_AXIS,
+        transform=random_horizontal_flip if config.data.random_flip else None,
+    )
+    first = loader.host_batch_at(0)
+    if dataset.image_shape is not None:
+        checks.check_images(
+            first[dataset.data_key], expected_shape=dataset.image_shape, name="training images"
+        )
+
+    tx, init_fn, abstract, shardings = abstract_train_state(recipe, config, mesh)
+    checkpointer = Checkpointer(
+        workdir / "checkpoints",
+        max_to_keep=config.train.keep_checkpoints,
+        use_async=config.train.async_checkpoints,
+    )
+    restored = checkpointer.restore_latest(abstract)
+    if restored is None:
+        state = jax.jit(init_fn, out_shardings=shardings)()
+        start = 0
+    else:
+        state, start = restored
+        log.info("resumed from step %d", start)
+
+    step_fn = jax.jit(
+        make_train_step(recipe.loss, tx, ema_decay=config.optim.ema_decay),
+        in_shardings=(shardings, sharding.batch_sharding(mesh)),
+        out_shardings=(shardings, sharding.replicated(mesh)),
+        donate_argnums=0,
+    )
+    sample_fn = jax.jit(recipe.sample, static_argnums=2, out_shardings=sharding.replicated(mesh))
+    writer = MetricsWriter(workdir)
+    tcfg = config.train
+    total = tcfg.num_steps
+    lr_schedule = learning_rate_schedule(config.optim, total)
+    last_metrics: dict[str, float] = {}
+    stopped_early = False
+    done = start
+
+    progress = _progress_bar(start, total, tcfg.progress_bar)
+    try:
+        with _StopRequest() as stop:
+            pending: tuple[int, Any] | None = None
+            sums: dict[str, float] = {}
+            count, t0 = 0, time.perf_counter()
+            batches = loader.iterate(start) if start < total else iter(())
+            for step, batch in batches:
+                if step >= total:
+                    break
+                state, metrics = step_fn(state, batch)
+                if pending is not None:  # read the previous step while this one runs
+                    prev = _host_metrics(pending[1])
+                    _check_finite(pending[0], prev, checkpointer)
+                    for k, v in prev.items():
+                        sums[k] = sums.get(k, 0.0) + v
+                    count += 1
+                pending = (step + 1, metrics)
+                done = step + 1
+                interrupt = stop.requested or (stop_at_step is not None and done >= stop_at_step)
+                boundary = (
+                    done % tcfg.log_every == 0
+                    or done % tcfg.checkpoint_every == 0
+                    or done == total
+                    or interrupt
+                )
+                if boundary:  # drain: check and record the current step too
+                    cur = _host_metrics(metrics)
+                    _check_finite(done, cur, checkpointer)
+                    for k, v in cur.items():
+                        sums[k] = sums.get(k, 0.0) + v
+                    count += 1
+                    pending = None
+                    elapsed = time.perf_counter() - t0
+                    last_metrics = {k: v / count for k, v in sums.items() if k != "finite"}
+                    last_metrics["images_per_sec"] = (
+                        count * config.data.batch_size / max(elapsed, 1e-9)
+                    )
+                    last_metrics["learning_rate"] = float(lr_schedule(done - 1))
+                    if done % tcfg.log_every == 0 or done == total:
+                        writer.write_scalars(done, last_metrics)
+                    progress.update(done - progress.n)
+                    progress.set_postfix(
+                        loss=f"{last_metrics['loss']:.4f}",
+                        img_s=f"{last_metrics['images_per_sec']:.0f}",
+                    )
+                    sums, count, t0 = {}, 0, time.perf_counter()
+                if done % tcfg.checkpoint_every == 0 or done == total or interrupt:
+                    checkpointer.save(done, state)
+                if tcfg.sample_every and (done % tcfg.sample_every == 0 or done == total):
+                    _write_samples(sample_fn, state, done, config, workdir, writer)
+                if interrupt and done < total:
+                    stopped_early = True
+                    break
+    finally:
+        progress.close()
+        checkpointer.close()
+        writer.close()
+    return TrainResult(state, done, last_metrics, workdir, stopped_early)
+
+
+def _progress_bar(start: int, total: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total,
+        initial=start,
+        disable=not enabled or jax.process_index() != 0,
+        unit="step",
+        dynamic_ncols=True,
+    )
+
+
+def sample_key(config: ExperimentConfig, step: int) -> jax.Array:
+    """The fixed key of the sample grid at ``step`` (same seed: same pictures)."""
+    return jax.random.fold_in(jax.random.key(config.train.seed + 1), step)
+
+
+def _write_samples(sample_fn, state: TrainState, step: int, config, workdir, writer) -> None:
+    samples = np.asarray(
+        sample_fn(state.ema_params, sample_key(config, step), config.train.num_grid_samples)
+    )
+    if samples.ndim != 4 or jax.process_index() != 0:
+        return
+    grid = make_grid(samples)
+    upscale = max(1, 256 // max(grid.shape[:2]))
+    save_png(workdir / "samples" / f"step_{step:07d}.png", grid, upscale=upscale)
+    save_png(workdir / "samples" / "latest.png", grid, upscale=upscale)
+    writer.write_image(step, "samples/ema", grid)
