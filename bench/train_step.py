@@ -1,7 +1,8 @@
 """Train-step throughput against this machine's measured matmul peak, in one run.
 
     python bench/train_step.py                      # digits DDPM config, batch 128
-    python bench/train_step.py --config experiments/ddpm_cifar10.py --batch-size 8 --steps 3
+    python bench/train_step.py --config experiments/ddpm_cifar10.py --batch-size 8 --steps 2 \
+        --mock-data
 
 Reports images/s of the compiled engine step (forward, backward, Adam, EMA), the step's
 FLOPs from XLA's cost analysis, and the fraction of the peak that a large float32
@@ -12,6 +13,7 @@ the numbers belong in notes and the README, with this command.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import pathlib
 import sys
@@ -120,12 +122,22 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument(
+        "--mock-data",
+        action="store_true",
+        help="random TFDS records (tfds.testing.mock_data) for datasets not downloaded here",
+    )
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     peak = matmul_peak()
-    result = step_throughput(
-        args.config, args.overrides, batch_size=args.batch_size, steps=args.steps
-    )
+    with contextlib.ExitStack() as stack:
+        if args.mock_data:
+            import tensorflow_datasets as tfds
+
+            stack.enter_context(tfds.testing.mock_data(num_examples=max(args.batch_size or 128, 8)))
+        result = step_throughput(
+            args.config, args.overrides, batch_size=args.batch_size, steps=args.steps
+        )
     result.update(peak)
     result["fraction_of_matmul_peak"] = result["achieved_gflops"] / peak["peak_gflops"]
     result["backend"] = jax.default_backend()

@@ -146,8 +146,8 @@ def from_dict(cls: type[T], data: Mapping[str, Any], *, path: str = "") -> T:
             kwargs[field.name] = _coerce(value, kind, sub)
     try:
         return cls(**kwargs)
-    except TypeError as err:
-        raise ConfigError(f"config section {path or '<root>'!r}: {err}") from err
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"config section {path.rstrip('.') or '<root>'!r}: {err}") from err
 
 
 def model_config_class(family: str) -> type:
@@ -164,18 +164,27 @@ def apply_overrides(config: T, overrides: Sequence[str]) -> T:
     """Return ``config`` with ``key.sub=value`` overrides applied, each type-checked.
 
     Values are Python literals (``1e-3``, ``(1, 2)``, ``true``, ``none``) or bare strings.
+    All overrides are applied before any section is rebuilt, so values that are only
+    valid together (``model.unet.channels=8 model.unet.num_groups=4``) can be set at once.
     """
+    data = to_dict(config)
     for item in overrides:
         if "=" not in item:
             raise ConfigError(
                 f"override {item!r} is not of the form key=value (e.g. train.num_steps=100)"
             )
-        key, raw = item.split("=", 1)
-        config = _set_path(config, key.strip().split("."), raw.strip(), key.strip())
-    return config
+        key, raw = (part.strip() for part in item.split("=", 1))
+        _check_path(config, key.split("."), key)
+        node = data
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node[part]
+        node[leaf] = _parse_literal(raw)
+    return from_dict(type(config), data)
 
 
-def _set_path(node: Any, parts: list[str], raw: str, full_key: str) -> Any:
+def _check_path(node: Any, parts: list[str], full_key: str) -> None:
+    """Raise a ConfigError unless ``parts`` names a value field below ``node``."""
     names = [f.name for f in dataclasses.fields(node)]
     head = parts[0]
     if head not in names:
@@ -184,14 +193,11 @@ def _set_path(node: Any, parts: list[str], raw: str, full_key: str) -> Any:
     current = getattr(node, head)
     if len(parts) == 1:
         if dataclasses.is_dataclass(current):
-            raise ConfigError(
-                f"config key {full_key!r} is a section; set one of its fields instead"
-            )
-        kind = _type_hints(type(node))[head]
-        return dataclasses.replace(node, **{head: _coerce(_parse_literal(raw), kind, full_key)})
+            raise ConfigError(f"config key {full_key!r} is a section; set one of its fields")
+        return
     if not dataclasses.is_dataclass(current):
         raise ConfigError(f"config key {full_key!r}: {head!r} is a value, not a section")
-    return dataclasses.replace(node, **{head: _set_path(current, parts[1:], raw, full_key)})
+    _check_path(current, parts[1:], full_key)
 
 
 def _parse_literal(raw: str) -> Any:

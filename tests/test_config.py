@@ -54,12 +54,20 @@ def test_overrides_are_parsed_with_their_field_types(digits_config):
         ("train.num_steps=1.5", "expected an integer"),
         ("model.clip_denoised=3", "expected true or false"),
         ("train=3", "is a section"),
+        ("train.num_steps.x=3", "is a value, not a section"),
         ("train.num_steps", "not of the form key=value"),
     ],
 )
 def test_bad_overrides_name_the_problem(digits_config, override, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         apply_overrides(digits_config, [override])
+
+
+def test_overrides_valid_only_together_apply_at_once(digits_config):
+    cfg = apply_overrides(digits_config, ["model.unet.channels=12", "model.unet.num_groups=4"])
+    assert (cfg.model.unet.channels, cfg.model.unet.num_groups) == (12, 4)
+    with pytest.raises(ConfigError, match="config section 'model.unet': .*not divisible by num_groups"):
+        apply_overrides(digits_config, ["model.unet.channels=12"])
 
 
 def test_json_round_trip_is_exact(digits_config):

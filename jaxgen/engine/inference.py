@@ -65,7 +65,12 @@ def draw_samples(
     """``num_samples`` samples from the EMA parameters, in jitted chunks of one size (the last
     chunk is drawn whole and cut, so the sampler compiles once)."""
     chunk = min(batch_size, num_samples)
-    fn = jax.jit(lambda params, key: run.recipe.sample(params, key, chunk, **sample_kwargs))
+    mesh = sharding.make_mesh()
+    chunk = -(-chunk // mesh.size) * mesh.size  # a multiple of the devices: each draws a slice
+    fn = jax.jit(
+        lambda params, key: run.recipe.sample(params, key, chunk, **sample_kwargs),
+        out_shardings=sharding.output_sharding(chunk, mesh),
+    )
     key = jax.random.key(seed)
     chunks = [
         np.asarray(fn(run.ema_params, jax.random.fold_in(key, i)))

@@ -58,3 +58,24 @@ def state_shardings(
     return jax.tree.map(
         lambda leaf: leaf_sharding(tuple(leaf.shape), mesh, min_size=min_size), abstract_state
     )
+
+
+def output_sharding(num_examples: int, mesh: Mesh) -> NamedSharding:
+    """Split a batch of outputs over the data axis when it divides evenly, else replicate.
+
+    Given to ``jax.jit(..., out_shardings=...)`` of a sampler, this makes each device draw
+    its own slice of the samples (XLA propagates the sharding back to the noise)."""
+    if num_examples % mesh.shape[DATA_AXIS] == 0:
+        return batch_sharding(mesh)
+    return replicated(mesh)
+
+
+def pad_to_devices(x: np.ndarray, size: int, mesh: Mesh) -> tuple[jax.Array, int]:
+    """Pad ``x`` along axis 0 (repeating its last row) to ``size`` rounded up to a multiple
+    of the data-axis size, and place it split over the data axis. Returns (array, len(x))."""
+    n = x.shape[0]
+    devices = mesh.shape[DATA_AXIS]
+    total = -(-max(size, n) // devices) * devices
+    if total > n:
+        x = np.concatenate([x, np.repeat(x[-1:], total - n, axis=0)], axis=0)
+    return jax.device_put(x, batch_sharding(mesh)), n

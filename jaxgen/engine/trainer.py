@@ -234,7 +234,11 @@ def train(
         out_shardings=(shardings, sharding.replicated(mesh)),
         donate_argnums=0,
     )
-    sample_fn = jax.jit(recipe.sample, static_argnums=2, out_shardings=sharding.replicated(mesh))
+    sample_fn = jax.jit(
+        recipe.sample,
+        static_argnums=2,
+        out_shardings=sharding.output_sharding(config.train.num_grid_samples, mesh),
+    )
     writer = MetricsWriter(workdir)
     tcfg = config.train
     total = tcfg.num_steps

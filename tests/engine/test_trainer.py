@@ -152,3 +152,29 @@ def test_resuming_with_a_different_model_is_refused(tmp_path):
         ConfigError, match="optim.decay='cosine', whose learning rate depends on num_steps"
     ):
         train(tiny_config("train.num_steps=2"), tmp_path)
+
+
+def test_cifar10_config_trains_on_mock_tfds_data(tmp_path):
+    """The paper config end to end (TFDS source, flips, dropout) with a small U-Net."""
+    import tensorflow_datasets as tfds
+
+    config = apply_overrides(
+        load_experiment(str(ROOT / "experiments" / "ddpm_cifar10.py")),
+        [
+            "model.unet.channels=8",
+            "model.unet.channel_mult=(1, 2)",
+            "model.unet.num_res_blocks=1",
+            "model.unet.attention_resolutions=(16,)",
+            "model.unet.num_groups=4",
+            "model.num_timesteps=20",
+            "data.batch_size=8",
+            "train.num_steps=2",
+            "train.sample_every=0",
+            "train.progress_bar=false",
+            f"data.data_dir={tmp_path / 'tfds'}",
+        ],
+    )
+    assert config.data.random_flip and config.model.unet.dropout == 0.1
+    with tfds.testing.mock_data(num_examples=16):
+        result = train(config, tmp_path / "run", mesh=sharding.make_mesh(1))
+    assert result.step == 2 and np.isfinite(result.metrics["loss"]) and result.metrics["loss"] > 0
