@@ -66,7 +66,8 @@ def test_bad_overrides_name_the_problem(digits_config, override, message):
 def test_overrides_valid_only_together_apply_at_once(digits_config):
     cfg = apply_overrides(digits_config, ["model.unet.channels=12", "model.unet.num_groups=4"])
     assert (cfg.model.unet.channels, cfg.model.unet.num_groups) == (12, 4)
-    with pytest.raises(ConfigError, match="config section 'model.unet': .*not divisible by num_groups"):
+    message = "config section 'model.unet': .*not divisible by num_groups"
+    with pytest.raises(ConfigError, match=message):
         apply_overrides(digits_config, ["model.unet.channels=12"])
 
 

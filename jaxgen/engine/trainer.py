@@ -24,10 +24,12 @@ import signal
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import numpy as np
+import optax
 
 from jaxgen.config import (
     ConfigError,
@@ -92,7 +94,9 @@ def load_train_dataset(config: ExperimentConfig, split: str = "train") -> Datase
     )
 
 
-def abstract_train_state(recipe: Recipe, config: ExperimentConfig, mesh: jax.sharding.Mesh):
+def abstract_train_state(
+    recipe: Recipe, config: ExperimentConfig, mesh: jax.sharding.Mesh
+) -> tuple[optax.GradientTransformation, Callable[[], TrainState], Any, Any]:
     """(init function, abstract state with shardings, sharding tree) for a recipe."""
     tx = make_optimizer(config.optim, config.train.num_steps)
     init_fn = functools.partial(init_train_state, recipe.init_params, tx, seed=config.train.seed)

@@ -98,7 +98,9 @@ class DDPMRecipe(Recipe):
 
     # ------------------------------------------------------------------ engine hooks
 
-    def loss(self, params, batch, key):
+    def loss(
+        self, params: Any, batch: dict[str, jax.Array], key: jax.Array
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
         dropout_key, diffusion_key = jax.random.split(key)
         return diffusion.ddpm_loss(
             self.model_fn(params, dropout_key=dropout_key),
