@@ -18,10 +18,9 @@ import sys
 def _configure_runtime() -> None:
     import jax
 
-    cache = os.environ.get(
-        "JAXGEN_COMPILATION_CACHE", str(pathlib.Path.home() / ".cache" / "jaxgen" / "xla")
-    )
-    if cache:
+    default = str(pathlib.Path.home() / ".cache" / "jaxgen" / "xla")
+    cache = os.environ.get("JAXGEN_COMPILATION_CACHE", default)
+    if cache and not jax.config.jax_compilation_cache_dir:  # keep a cache set by the caller
         jax.config.update("jax_compilation_cache_dir", cache)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
