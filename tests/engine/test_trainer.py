@@ -110,9 +110,20 @@ def test_interrupted_and_resumed_run_matches_uninterrupted(tmp_path):
     assert not leaves_close(other.state.params, straight.state.params)
 
 
-def test_outputs_metrics_tensorboard_and_samples(tmp_path):
+def test_outputs_metrics_tensorboard_and_samples(tmp_path, monkeypatch):
+    from jaxgen.recipes.ddpm import DDPMRecipe
+
+    traces = []
+    original = DDPMRecipe.loss
+
+    def counting_loss(self, *args):
+        traces.append(1)  # runs only while jax traces the step
+        return original(self, *args)
+
+    monkeypatch.setattr(DDPMRecipe, "loss", counting_loss)
     config = tiny_config("train.num_steps=4", "train.sample_every=4")
     result = train(config, tmp_path, mesh=sharding.make_mesh(1))
+    assert len(traces) == 1, "the train step was traced more than once (a silent recompile)"
     lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in lines] == [2, 4]
     assert all(np.isfinite(r["loss"]) and r["images_per_sec"] > 0 for r in lines)
