@@ -252,43 +252,20 @@ def train(
     done = start
 
     progress = _progress_bar(start, total, tcfg.progress_bar)
+    window = _MetricsWindow(checkpointer)
+    batches = loader.iterate(start, num_steps=max(total - start, 0))
     try:
         with _StopRequest() as stop:
-            pending: tuple[int, Any] | None = None
-            sums: dict[str, float] = {}
-            count, t0 = 0, time.perf_counter()
-            batches = loader.iterate(start) if start < total else iter(())
             for step, batch in batches:
-                if step >= total:
-                    break
                 state, metrics = step_fn(state, batch)
-                if pending is not None:  # read the previous step while this one runs
-                    prev = _host_metrics(pending[1])
-                    _check_finite(pending[0], prev, checkpointer)
-                    for k, v in prev.items():
-                        sums[k] = sums.get(k, 0.0) + v
-                    count += 1
-                pending = (step + 1, metrics)
+                window.read_pending()  # the previous step's metrics, while this one runs
                 done = step + 1
+                window.push(done, metrics)
                 interrupt = stop.requested or (stop_at_step is not None and done >= stop_at_step)
-                boundary = (
-                    done % tcfg.log_every == 0
-                    or done % tcfg.checkpoint_every == 0
-                    or done == total
-                    or interrupt
-                )
-                if boundary:  # drain: check and record the current step too
-                    cur = _host_metrics(metrics)
-                    _check_finite(done, cur, checkpointer)
-                    for k, v in cur.items():
-                        sums[k] = sums.get(k, 0.0) + v
-                    count += 1
-                    pending = None
-                    elapsed = time.perf_counter() - t0
-                    last_metrics = {k: v / count for k, v in sums.items() if k != "finite"}
-                    last_metrics["images_per_sec"] = (
-                        count * config.data.batch_size / max(elapsed, 1e-9)
-                    )
+                checkpoint = done % tcfg.checkpoint_every == 0 or done == total or interrupt
+                if checkpoint or done % tcfg.log_every == 0:
+                    window.read_pending()  # nothing unchecked may reach a checkpoint
+                    last_metrics = window.flush(config.data.batch_size)
                     last_metrics["learning_rate"] = float(lr_schedule(done - 1))
                     if done % tcfg.log_every == 0 or done == total:
                         writer.write_scalars(done, last_metrics)
@@ -297,8 +274,7 @@ def train(
                         loss=f"{last_metrics['loss']:.4f}",
                         img_s=f"{last_metrics['images_per_sec']:.0f}",
                     )
-                    sums, count, t0 = {}, 0, time.perf_counter()
-                if done % tcfg.checkpoint_every == 0 or done == total or interrupt:
+                if checkpoint:
                     checkpointer.save(done, state)
                 if tcfg.sample_every and (done % tcfg.sample_every == 0 or done == total):
                     _write_samples(sample_fn, state, done, config, workdir, writer)
@@ -306,10 +282,48 @@ def train(
                     stopped_early = True
                     break
     finally:
+        batches.close()
         progress.close()
         checkpointer.close()
         writer.close()
     return TrainResult(state, done, last_metrics, workdir, stopped_early)
+
+
+class _MetricsWindow:
+    """Step metrics since the last log, read from the device one step late.
+
+    ``push`` keeps a step's metrics on the device; ``read_pending`` copies them to the host
+    and stops the run if they are not finite; ``flush`` returns the means (with images/s)
+    and starts a new window.
+    """
+
+    def __init__(self, checkpointer: Checkpointer):
+        self.checkpointer = checkpointer
+        self.pending: tuple[int, Any] | None = None
+        self.sums: dict[str, float] = {}
+        self.count = 0
+        self.t0 = time.perf_counter()
+
+    def push(self, step: int, metrics: Any) -> None:
+        self.pending = (step, metrics)
+
+    def read_pending(self) -> None:
+        if self.pending is None:
+            return
+        step, metrics = self.pending
+        self.pending = None
+        values = _host_metrics(metrics)
+        _check_finite(step, values, self.checkpointer)
+        for k, v in values.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+        self.count += 1
+
+    def flush(self, batch_size: int) -> dict[str, float]:
+        elapsed = max(time.perf_counter() - self.t0, 1e-9)
+        out = {k: v / self.count for k, v in self.sums.items() if k != "finite"}
+        out["images_per_sec"] = self.count * batch_size / elapsed
+        self.sums, self.count, self.t0 = {}, 0, time.perf_counter()
+        return out
 
 
 def _progress_bar(start: int, total: int, enabled: bool):
