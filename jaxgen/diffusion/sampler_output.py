@@ -2,8 +2,9 @@
 
 A sampler returns :class:`SamplerOutput`: the samples and ``nfe``, the number of model
 evaluations it made (one per step for the samplers here). ``nfe`` is a Python ``int``
-known at trace time, and stays one under ``jax.jit``/``jax.vmap``: the class is registered
-as a pytree whose only leaf is ``samples`` (``nfe`` is static auxiliary data).
+known at trace time for fixed-step samplers, and stays one under ``jax.jit``/``jax.vmap``
+(static auxiliary data of the pytree). Adaptive solvers, whose work depends on the data,
+return it as an integer array instead, and then it is a leaf like ``samples``.
 """
 
 from __future__ import annotations
@@ -18,17 +19,26 @@ __all__ = ["SamplerOutput"]
 
 
 class SamplerOutput(NamedTuple):
-    """Samples of shape ``(B, *event)`` and the number of model evaluations (static int)."""
+    """Samples of shape ``(B, *event)`` and the number of model evaluations (a static int,
+    or an int array for adaptive solvers)."""
 
     samples: jax.Array
-    nfe: int
+    nfe: int | jax.Array
 
 
-jax.tree_util.register_pytree_node(
-    SamplerOutput,
-    lambda out: ((out.samples,), out.nfe),
-    lambda nfe, children: SamplerOutput(children[0], nfe),
-)
+def _flatten(out: SamplerOutput):
+    if isinstance(out.nfe, int):
+        return (out.samples,), out.nfe
+    return (out.samples, out.nfe), None
+
+
+def _unflatten(nfe, children) -> SamplerOutput:
+    if nfe is None:
+        return SamplerOutput(children[0], children[1])
+    return SamplerOutput(children[0], nfe)
+
+
+jax.tree_util.register_pytree_node(SamplerOutput, _flatten, _unflatten)
 
 
 def check_shape(shape: Sequence[int]) -> tuple[int, ...]:
