@@ -171,10 +171,27 @@ class SDE(abc.ABC):
 
 
 def _pytree(cls):
-    """Frozen dataclass whose fields are pytree leaves."""
+    """Frozen dataclass whose fields are pytree leaves.
+
+    Registered with ``register_pytree_with_keys`` rather than ``register_dataclass``: in
+    jax 0.10.2 treedefs of *different* ``register_dataclass`` classes with the same number
+    of fields compare equal, so a jitted function called with a VP and then a sub-VP SDE
+    could reuse the wrong compiled code (seen: 3 wrong results in 300 fresh functions).
+    """
     cls = dataclasses.dataclass(frozen=True)(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    return jax.tree_util.register_dataclass(cls, data_fields=names, meta_fields=[])
+    names = tuple(f.name for f in dataclasses.fields(cls))
+
+    def flatten_with_keys(obj):
+        return [(jax.tree_util.GetAttrKey(n), getattr(obj, n)) for n in names], None
+
+    def flatten(obj):
+        return [getattr(obj, n) for n in names], None
+
+    def unflatten(_, children):
+        return cls(*children)
+
+    jax.tree_util.register_pytree_with_keys(cls, flatten_with_keys, unflatten, flatten)
+    return cls
 
 
 class _LinearBetaMixin:
