@@ -2,7 +2,7 @@
 
 jaxgen train experiments/ddpm_digits.py --workdir runs/ddpm_digits train.num_steps=2000
 jaxgen sample --workdir runs/ddpm_digits --num-samples 64 --sampler ddim --steps 50
-jaxgen eval --workdir runs/ddpm_digits
+jaxgen eval --workdir runs/ddpm_digits [eval.max_examples=100 ...]
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     from jaxgen.engine.inference import draw_samples, load_run
     from jaxgen.images import save_grid
 
-    run = load_run(args.workdir, step=args.step)
+    run = load_run(args.workdir, step=args.step, overrides=args.overrides)
     kwargs = {}
     if args.sampler:
         kwargs["sampler"] = args.sampler
@@ -74,8 +74,20 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from jaxgen.engine.inference import evaluate_run, load_run
 
-    run = load_run(args.workdir, step=args.step)
-    results = evaluate_run(run, split=args.split, num_samples=args.num_samples, seed=args.seed)
+    run = load_run(args.workdir, step=args.step, overrides=args.overrides)
+    kwargs = {}
+    if args.sampler:
+        kwargs["sampler"] = args.sampler
+    if args.steps:
+        kwargs["num_steps"] = args.steps
+    results = evaluate_run(
+        run,
+        split=args.split,
+        num_samples=args.num_samples,
+        seed=args.seed,
+        likelihood=not args.no_likelihood,
+        **kwargs,
+    )
     print(json.dumps(results, indent=2))
     return 0
 
@@ -97,18 +109,33 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sample", help="draw samples from a trained run (PNG grid and .npy)")
     p.add_argument("--workdir", required=True)
     p.add_argument("--num-samples", type=int, default=64)
-    p.add_argument("--sampler", help="override the config's sampler (ancestral, ddim)")
-    p.add_argument("--steps", type=int, help="sampler steps (DDIM)")
+    p.add_argument(
+        "--sampler",
+        help="override the config's sampler (ddpm: ancestral, ddim; score_sde: pc, "
+        "euler_maruyama, ode_euler, ode_heun, ode_adaptive, dpm_solver, edm)",
+    )
+    p.add_argument("--steps", type=int, help="sampler steps")
     p.add_argument("--eta", type=float, help="DDIM eta (0 = deterministic)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--step", type=int, help="checkpoint step (default: newest good one)")
     p.add_argument("--out", help="output directory (default: <workdir>/samples)")
+    p.add_argument("overrides", nargs="*", help="sampling settings key=value, e.g. model.snr=0.1")
     p.set_defaults(fn=_cmd_sample)
 
     p = sub.add_parser("eval", help="bits/dim on held-out data and a sample-quality score")
     p.add_argument("--workdir", required=True)
     p.add_argument("--split", help="held-out split (default: the config's eval.split)")
     p.add_argument("--num-samples", type=int, help="samples for the quality score")
+    p.add_argument("--sampler", help="sampler for the quality score (default: the config's)")
+    p.add_argument("--steps", type=int, help="sampler steps for the quality score")
+    p.add_argument(
+        "--no-likelihood", action="store_true", help="skip bits/dim (only the quality score)"
+    )
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        help="evaluation settings key=value, e.g. eval.max_examples=100 model.likelihood_rtol=1e-4",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--step", type=int)
     p.set_defaults(fn=_cmd_eval)
@@ -120,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     # Overrides may come before or after --workdir: argparse leaves the later ones unparsed.
     args, extra = parser.parse_known_args(argv)
     if extra:
-        if args.command != "train" or any(e.startswith("-") for e in extra):
+        if args.command not in ("train", "eval", "sample") or any(e.startswith("-") for e in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides = [*args.overrides, *extra]
     _configure_runtime()

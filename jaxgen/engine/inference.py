@@ -5,12 +5,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
+from collections.abc import Sequence
 from typing import Any
 
 import jax
 import numpy as np
 
-from jaxgen.config import ConfigError, ExperimentConfig, config_from_json
+from jaxgen.config import ConfigError, ExperimentConfig, apply_overrides, config_from_json
 from jaxgen.data.registry import Dataset
 from jaxgen.engine import sharding
 from jaxgen.engine.checkpointing import Checkpointer, CheckpointError
@@ -29,13 +30,45 @@ class LoadedRun:
     workdir: pathlib.Path
 
 
-def load_run(workdir: str | pathlib.Path, *, step: int | None = None) -> LoadedRun:
-    """The config, recipe and (EMA) parameters of the newest good checkpoint (or ``step``)."""
+# Settings that do not change what was trained, so they may differ at evaluation time.
+EVAL_TIME_KEYS: tuple[str, ...] = (
+    "eval.",
+    "model.likelihood_",
+    "model.sample",
+    "model.predictor",
+    "model.corrector",
+    "model.snr",
+    "model.num_corrector_steps",
+    "model.solver_order",
+    "model.denoise",
+    "model.ddim_",
+    "model.clip_denoised",
+)
+
+
+def load_run(
+    workdir: str | pathlib.Path,
+    *,
+    step: int | None = None,
+    overrides: Sequence[str] = (),
+) -> LoadedRun:
+    """The config, recipe and (EMA) parameters of the newest good checkpoint (or ``step``).
+
+    ``overrides`` (``key=value``) may change evaluation and sampling settings only (keys
+    starting with one of :data:`EVAL_TIME_KEYS`); the trained model stays as it was."""
     workdir = pathlib.Path(workdir)
     config_path = workdir / "config.json"
     if not config_path.exists():
         raise ConfigError(f"{workdir} is not a jaxgen run directory (no config.json); train first")
     config = config_from_json(config_path.read_text())
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        if not key.startswith(EVAL_TIME_KEYS):
+            raise ConfigError(
+                f"{key!r} cannot be changed after training; at evaluation time only keys "
+                f"starting with {', '.join(EVAL_TIME_KEYS)} can be overridden"
+            )
+    config = apply_overrides(config, overrides)
     dataset = load_train_dataset(config, split="train")
     recipe = build_recipe(config, dataset)
     mesh = sharding.make_mesh()
@@ -80,34 +113,50 @@ def draw_samples(
 
 
 def evaluate_run(
-    run: LoadedRun, *, split: str | None = None, num_samples: int | None = None, seed: int = 0
+    run: LoadedRun,
+    *,
+    split: str | None = None,
+    num_samples: int | None = None,
+    seed: int = 0,
+    likelihood: bool = True,
+    **sample_kwargs: Any,
 ) -> dict[str, float]:
-    """Likelihood numbers on a held-out split and, for digits, the digit Frechet distance."""
+    """Likelihood numbers on a held-out split and, for digits, the digit Frechet distance.
+
+    ``sample_kwargs`` (e.g. ``sampler=..., num_steps=...``) choose the sampler for the
+    quality score; ``likelihood=False`` skips the likelihood (sampler comparisons). The
+    numbers are also written to ``<workdir>/eval_<split>_step<N>[_<sampler><steps>].json``.
+    """
     from jaxgen.data.registry import load_dataset
 
     ecfg = run.config.eval
     split = split or ecfg.split
-    held_out = load_dataset(
-        run.config.data.name,
-        split,
-        data_dir=run.config.data.data_dir,
-        download=run.config.data.download,
-    )
-    n = (
-        len(held_out.source)
-        if ecfg.max_examples is None
-        else min(ecfg.max_examples, len(held_out.source))
-    )
-    images = held_out.source.get(np.arange(n))[held_out.data_key]
-    results = {"step": float(run.step)}
-    results.update(run.recipe.evaluate(run.ema_params, images, jax.random.key(seed)))
+    results: dict[str, Any] = {"step": float(run.step)}
+    if likelihood:
+        held_out = load_dataset(
+            run.config.data.name,
+            split,
+            data_dir=run.config.data.data_dir,
+            download=run.config.data.download,
+        )
+        n = (
+            len(held_out.source)
+            if ecfg.max_examples is None
+            else min(ecfg.max_examples, len(held_out.source))
+        )
+        images = held_out.source.get(np.arange(n))[held_out.data_key]
+        results.update(run.recipe.evaluate(run.ema_params, images, jax.random.key(seed)))
     if run.config.data.name == "digits":
         from jaxgen.evaluation.digit_fd import digit_fd
 
-        samples = draw_samples(run, num_samples=num_samples or ecfg.num_samples, seed=seed)
+        samples = draw_samples(
+            run, num_samples=num_samples or ecfg.num_samples, seed=seed, **sample_kwargs
+        )
         results["digit_fd"] = float(digit_fd(samples))
         results["digit_fd_num_samples"] = float(len(samples))
-    path = run.workdir / f"eval_{split}_step{run.step}.json"
+    results.update({k: v for k, v in sample_kwargs.items() if v is not None})
+    suffix = "".join(str(sample_kwargs[k]) for k in ("sampler", "num_steps") if k in sample_kwargs)
+    path = run.workdir / f"eval_{split}_step{run.step}{'_' + suffix if suffix else ''}.json"
     if jax.process_index() == 0:
         path.write_text(json.dumps(results, indent=2))
     return results

@@ -34,4 +34,4 @@ def families() -> list[str]:
 
 
 def _load_builtin() -> None:
-    from jaxgen.recipes import ddpm  # noqa: F401  (registers itself)
+    from jaxgen.recipes import ddpm, score_sde  # noqa: F401  (register themselves)

@@ -1,0 +1,72 @@
+"""Samplers of score-based models: pure, jittable functions of a ``score_fn(x, t)``.
+
+Every sampler is ``fn(score_fn, sde, key, shape, *, num_steps, ...) -> SamplerOutput`` with
+the samples and the exact number of score evaluations (``nfe``):
+
+* :func:`euler_maruyama_sample`: the reverse SDE (Song et al. 2021, eq. 6), Euler-Maruyama.
+* :func:`pc_sample`: predictor-corrector (Song et al. Alg. 1-5): Euler-Maruyama,
+  reverse-diffusion or ancestral predictors; Langevin corrector with a signal-to-noise step.
+* :func:`probability_flow_sample`: the probability-flow ODE (eq. 13) with fixed-step Euler
+  or Heun, or adaptive Runge-Kutta (diffrax Tsit5/Dopri5); :func:`probability_flow_solve`
+  maps a state between any two times (encoding, likelihood).
+* :func:`dpm_solver_sample`: DPM-Solver++ 2M / 3M (Lu et al. 2022), few-step.
+* :func:`edm_sample`: Karras et al. (2022) Heun sampler with Karras steps (and churn).
+* :func:`pc_inpaint`, :func:`pc_colorize`: controllable generation (Song et al. App. I).
+* :func:`time_steps`: step grids uniform in time, quadratic, uniform in log-SNR, or Karras.
+"""
+
+from jaxgen.sde.samplers.controllable import COLOR_BASIS, pc_colorize, pc_inpaint
+from jaxgen.sde.samplers.dpm_solver import dpm_solver_sample
+from jaxgen.sde.samplers.edm import edm_sample, edm_sigma_ratios
+from jaxgen.sde.samplers.euler_maruyama import (
+    euler_maruyama_sample,
+    euler_maruyama_step,
+    tweedie_denoise,
+)
+from jaxgen.sde.samplers.predictor_corrector import (
+    CORRECTORS,
+    LANGEVIN_STEPS,
+    PREDICTORS,
+    ancestral_predictor,
+    euler_maruyama_predictor,
+    langevin_corrector,
+    pc_loop,
+    pc_nfe,
+    pc_sample,
+    reverse_diffusion_predictor,
+)
+from jaxgen.sde.samplers.probability_flow import (
+    ADAPTIVE_SOLVERS,
+    METHODS,
+    probability_flow_sample,
+    probability_flow_solve,
+)
+from jaxgen.sde.samplers.time_steps import SPACINGS, time_steps
+
+__all__ = [
+    "ADAPTIVE_SOLVERS",
+    "COLOR_BASIS",
+    "CORRECTORS",
+    "LANGEVIN_STEPS",
+    "METHODS",
+    "PREDICTORS",
+    "SPACINGS",
+    "ancestral_predictor",
+    "dpm_solver_sample",
+    "edm_sample",
+    "edm_sigma_ratios",
+    "euler_maruyama_predictor",
+    "euler_maruyama_sample",
+    "euler_maruyama_step",
+    "langevin_corrector",
+    "pc_colorize",
+    "pc_inpaint",
+    "pc_loop",
+    "pc_nfe",
+    "pc_sample",
+    "probability_flow_sample",
+    "probability_flow_solve",
+    "reverse_diffusion_predictor",
+    "time_steps",
+    "tweedie_denoise",
+]
