@@ -170,3 +170,14 @@ def test_eta_is_refused_for_score_samplers():
     recipe = _recipe("vp")
     with pytest.raises(ConfigError, match="eta applies to DDIM only"):
         recipe.sample(None, jax.random.key(0), 2, eta=0.5)
+
+
+def test_eval_time_overrides_cannot_change_the_trained_model(tmp_path):
+    from jaxgen.config import config_to_json
+
+    (tmp_path / "config.json").write_text(config_to_json(tiny_config("vp")))
+    with pytest.raises(ConfigError, match="'model.sde' cannot be changed after training"):
+        load_run(tmp_path, overrides=["model.sde=ve"])
+    # Evaluation settings pass the check (and then fail only for the missing checkpoint).
+    with pytest.raises(Exception, match="no checkpoint"):
+        load_run(tmp_path, overrides=["eval.max_examples=4", "model.likelihood_rtol=1e-3"])
