@@ -36,6 +36,7 @@ import jax.numpy as jnp
 
 from jaxgen.diffusion.sampler_output import SamplerOutput, check_shape
 from jaxgen.sde.parameterization import score_to_x0
+from jaxgen.sde.samplers import time_steps
 from jaxgen.sde.sdes import SDE, ScoreFn, _bcast
 
 __all__ = ["euler_maruyama_sample", "euler_maruyama_step", "tweedie_denoise"]
@@ -43,9 +44,7 @@ __all__ = ["euler_maruyama_sample", "euler_maruyama_step", "tweedie_denoise"]
 
 def check_num_steps(num_steps: int, name: str = "num_steps") -> int:
     """A static positive int, or a clear ``ValueError``."""
-    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
-        raise ValueError(f"{name} must be a static positive int, got {num_steps!r}.")
-    return num_steps
+    return time_steps.check_num_steps(num_steps, name=name)
 
 
 def check_choice(value: str, choices: tuple[str, ...], name: str) -> str:
@@ -66,8 +65,8 @@ def prior_and_step_keys(
 
 
 def resolve_t_min(sde: SDE, t_min: float | jax.Array | None) -> jax.Array:
-    """``t_min`` or, when ``None``, ``sde.t_min``."""
-    return jnp.asarray(sde.t_min if t_min is None else t_min)
+    """``t_min`` or, when ``None``, ``sde.t_min`` (checked to lie in ``(0, T)``), as an array."""
+    return jnp.asarray(time_steps.resolve_t_min(sde, t_min))
 
 
 def tweedie_denoise(score_fn: ScoreFn, sde: SDE, x: jax.Array, t: jax.Array) -> jax.Array:

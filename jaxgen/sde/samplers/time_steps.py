@@ -38,10 +38,10 @@ __all__ = ["SPACINGS", "karras_sigma_ratios", "time_steps"]
 SPACINGS: tuple[str, ...] = ("time_uniform", "time_quadratic", "log_snr", "karras")
 
 
-def check_num_steps(num_steps: int, *, minimum: int = 1) -> int:
+def check_num_steps(num_steps: int, *, minimum: int = 1, name: str = "num_steps") -> int:
     """``num_steps`` as a Python int ``>= minimum`` (it fixes shapes, so it must be static)."""
     if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < minimum:
-        raise ValueError(f"num_steps must be a static Python int >= {minimum}, got {num_steps!r}.")
+        raise ValueError(f"{name} must be a static Python int >= {minimum}, got {num_steps!r}.")
     return num_steps
 
 
