@@ -17,11 +17,14 @@ samples the same way:
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import jax
+import numpy as np
 
-from jaxgen.config import ExperimentConfig
+from jaxgen.config import ConfigError, ExperimentConfig
+from jaxgen.engine import sharding
 
 
 class Recipe(abc.ABC):
@@ -62,3 +65,38 @@ class Recipe(abc.ABC):
     def evaluate(self, params: Any, images: Any, key: jax.Array) -> dict[str, float]:
         """Evaluation numbers on held-out ``images``; families override this."""
         return {}
+
+
+def check_choice(key: str, value: str, choices) -> None:
+    """Raises ``ConfigError`` naming ``key`` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ConfigError(f"{key} must be one of {tuple(choices)}, got {value!r}")
+
+
+def evaluate_in_chunks(
+    fn: Callable[[Any, jax.Array, jax.Array], Any],
+    params: Any,
+    images: Any,
+    key: jax.Array,
+    *,
+    batch_size: int,
+) -> Any:
+    """``fn(params, chunk, key_i)`` jitted over chunks of ``batch_size`` images split over all
+    devices, with per-example outputs concatenated on the host (a pytree of NumPy arrays).
+
+    The last chunk is padded to the same size, so ``fn`` compiles once; its padding rows
+    are dropped. Outputs are per example (leading axis = chunk size); scalar outputs are
+    repeated for each example."""
+    images = np.asarray(images, np.float32)
+    mesh = sharding.make_mesh()
+    jitted = jax.jit(fn)
+    chunks = []
+    for i, start in enumerate(range(0, len(images), batch_size)):
+        chunk, n = sharding.pad_to_devices(images[start : start + batch_size], batch_size, mesh)
+        out = jitted(params, chunk, jax.random.fold_in(key, i))
+        chunks.append(jax.tree.map(lambda a, n=n: _per_example(np.asarray(a), n), out))
+    return jax.tree.map(lambda *parts: np.concatenate(parts), *chunks)
+
+
+def _per_example(values: np.ndarray, n: int) -> np.ndarray:
+    return np.full(n, values) if values.ndim == 0 else values[:n]

@@ -17,9 +17,8 @@ from flax import nnx
 
 from jaxgen import diffusion
 from jaxgen.config import ConfigError, ExperimentConfig
-from jaxgen.engine import sharding
 from jaxgen.nets.unet import UNet, UNetConfig
-from jaxgen.recipes.base import Recipe
+from jaxgen.recipes.base import Recipe, check_choice, evaluate_in_chunks
 from jaxgen.recipes.registry import register
 
 SAMPLERS = ("ancestral", "ddim")
@@ -65,9 +64,9 @@ class DDPMRecipe(Recipe):
     ):
         super().__init__(config, data_shape=data_shape, num_levels=num_levels, data_key=data_key)
         m: DDPMConfig = config.model
-        _check_choice("model.prediction", m.prediction, diffusion.PREDICTIONS)
-        _check_choice("model.sampler", m.sampler, SAMPLERS)
-        _check_choice("model.model_variance", m.model_variance, MODEL_VARIANCES)
+        check_choice("model.prediction", m.prediction, diffusion.PREDICTIONS)
+        check_choice("model.sampler", m.sampler, SAMPLERS)
+        check_choice("model.model_variance", m.model_variance, MODEL_VARIANCES)
         if len(self.data_shape) != 3:
             raise ConfigError(
                 f"DDPM's U-Net needs (H, W, C) images, the dataset has shape {self.data_shape}"
@@ -122,7 +121,7 @@ class DDPMRecipe(Recipe):
     ) -> jax.Array:
         m: DDPMConfig = self.config.model
         sampler = sampler or m.sampler
-        _check_choice("sampler", sampler, SAMPLERS)
+        check_choice("sampler", sampler, SAMPLERS)
         shape = (num_samples, *self.data_shape)
         common = dict(prediction=m.prediction, clip_denoised=m.clip_denoised)
         if sampler == "ancestral":
@@ -165,26 +164,12 @@ class DDPMRecipe(Recipe):
 
         Chunks of ``eval.batch_size`` images are split over all devices; the last chunk is
         padded so the bound compiles once."""
-        batch_size = self.config.eval.batch_size
-        images = np.asarray(images, np.float32)
-        mesh = sharding.make_mesh()
+        nats, terms = evaluate_in_chunks(
+            self.variational_bound, params, images, key, batch_size=self.config.eval.batch_size
+        )
+        totals = {"total": nats, **{k: terms[k] for k in ("prior", "diffusion", "decoder")}}
         num_dims = int(np.prod(self.data_shape))
-        bound = jax.jit(self.variational_bound)
-        totals: dict[str, list[np.ndarray]] = {
-            "total": [],
-            "prior": [],
-            "diffusion": [],
-            "decoder": [],
-        }
-        for i, start in enumerate(range(0, len(images), batch_size)):
-            chunk, n = sharding.pad_to_devices(images[start : start + batch_size], batch_size, mesh)
-            nats, terms = bound(params, chunk, jax.random.fold_in(key, i))
-            totals["total"].append(np.asarray(nats)[:n])
-            for name in ("prior", "diffusion", "decoder"):
-                totals[name].append(np.asarray(terms[name])[:n])
-        per_dim = {
-            k: float(np.concatenate(v).mean()) / (num_dims * np.log(2.0)) for k, v in totals.items()
-        }
+        per_dim = {k: float(v.mean()) / (num_dims * np.log(2.0)) for k, v in totals.items()}
         return {
             "bits_per_dim": per_dim["total"],
             "bpd_prior": per_dim["prior"],
@@ -192,8 +177,3 @@ class DDPMRecipe(Recipe):
             "bpd_decoder": per_dim["decoder"],
             "num_examples": float(len(images)),
         }
-
-
-def _check_choice(key: str, value: str, choices) -> None:
-    if value not in choices:
-        raise ConfigError(f"{key} must be one of {tuple(choices)}, got {value!r}")

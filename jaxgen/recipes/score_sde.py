@@ -22,9 +22,8 @@ from flax import nnx
 
 from jaxgen import sde as sde_lib
 from jaxgen.config import ConfigError, ExperimentConfig
-from jaxgen.engine import sharding
 from jaxgen.nets.unet import UNet, UNetConfig
-from jaxgen.recipes.base import Recipe
+from jaxgen.recipes.base import Recipe, check_choice, evaluate_in_chunks
 from jaxgen.recipes.registry import register
 from jaxgen.sde import likelihood, samplers, score_matching
 
@@ -115,12 +114,12 @@ class ScoreSDERecipe(Recipe):
     ):
         super().__init__(config, data_shape=data_shape, num_levels=num_levels, data_key=data_key)
         m: ScoreSDEConfig = config.model
-        _check_choice("model.sde", m.sde, tuple(sde_lib.SDES))
-        _check_choice("model.parameterization", m.parameterization, sde_lib.PARAMETERIZATIONS)
-        _check_choice("model.weighting", m.weighting, score_matching.WEIGHTINGS)
-        _check_choice("model.sampler", m.sampler, SAMPLERS)
-        _check_choice("model.noise_conditioning", m.noise_conditioning, NOISE_CONDITIONINGS)
-        _check_choice("model.loss_reduction", m.loss_reduction, score_matching.REDUCTIONS)
+        check_choice("model.sde", m.sde, tuple(sde_lib.SDES))
+        check_choice("model.parameterization", m.parameterization, sde_lib.PARAMETERIZATIONS)
+        check_choice("model.weighting", m.weighting, score_matching.WEIGHTINGS)
+        check_choice("model.sampler", m.sampler, SAMPLERS)
+        check_choice("model.noise_conditioning", m.noise_conditioning, NOISE_CONDITIONINGS)
+        check_choice("model.loss_reduction", m.loss_reduction, score_matching.REDUCTIONS)
         if m.importance_sampling and m.weighting != "likelihood":
             raise ConfigError(
                 f"model.importance_sampling needs model.weighting='likelihood', got {m.weighting!r}"
@@ -227,7 +226,7 @@ class ScoreSDERecipe(Recipe):
         if eta is not None:
             raise ConfigError("eta applies to DDIM only; score SDE samplers have no eta")
         sampler = sampler or m.sampler
-        _check_choice("sampler", sampler, SAMPLERS)
+        check_choice("sampler", sampler, SAMPLERS)
         steps = int(num_steps or m.sample_steps)
         shape = (num_samples, *self.data_shape)
         score_fn = self.score_fn(params)
@@ -284,27 +283,14 @@ class ScoreSDERecipe(Recipe):
 
         Chunks of ``eval.batch_size`` images are split over all devices; the last chunk is
         padded so the solve compiles once."""
-        batch_size = self.config.eval.batch_size
-        images = np.asarray(images, np.float32)
-        mesh = sharding.make_mesh()
-        fn = jax.jit(self.bits_per_dim)
-        bpd, nfe = [], []
-        for i, start in enumerate(range(0, len(images), batch_size)):
-            chunk, n = sharding.pad_to_devices(images[start : start + batch_size], batch_size, mesh)
-            values, terms = fn(params, chunk, jax.random.fold_in(key, i))
-            bpd.append(np.asarray(values)[:n])
-            nfe.append(np.broadcast_to(np.asarray(terms["nfe"]), np.asarray(values).shape)[:n])
-        bpd_all = np.concatenate(bpd)
+        bpd_all, terms = evaluate_in_chunks(
+            self.bits_per_dim, params, images, key, batch_size=self.config.eval.batch_size
+        )
         return {
             "bits_per_dim": float(bpd_all.mean()),
             "bits_per_dim_stderr": float(bpd_all.std(ddof=1) / np.sqrt(len(bpd_all)))
             if len(bpd_all) > 1
             else 0.0,
-            "likelihood_nfe_mean": float(np.concatenate(nfe).mean()),
+            "likelihood_nfe_mean": float(terms["nfe"].mean()),
             "num_examples": float(len(images)),
         }
-
-
-def _check_choice(key: str, value: str, choices) -> None:
-    if value not in choices:
-        raise ConfigError(f"{key} must be one of {tuple(choices)}, got {value!r}")
