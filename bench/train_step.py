@@ -75,7 +75,12 @@ def step_throughput(
     )
     batch = {"image": jax.device_put(images, sharding.batch_sharding(mesh))}
     step = jax.jit(
-        make_train_step(recipe.loss, tx, ema_decay=config.optim.ema_decay),
+        make_train_step(
+            recipe.training_loss,
+            tx,
+            ema_decay=config.optim.ema_decay,
+            state_collections=recipe.state_collections,
+        ),
         in_shardings=(shardings, sharding.batch_sharding(mesh)),
         out_shardings=(shardings, sharding.replicated(mesh)),
         donate_argnums=0,

@@ -16,6 +16,7 @@ from jaxgen.data.registry import Dataset
 from jaxgen.engine import sharding
 from jaxgen.engine.checkpointing import Checkpointer, CheckpointError
 from jaxgen.engine.trainer import abstract_train_state, build_recipe, load_train_dataset
+from jaxgen.images import save_png
 from jaxgen.recipes.base import Recipe
 
 
@@ -43,6 +44,7 @@ EVAL_TIME_KEYS: tuple[str, ...] = (
     "model.denoise",
     "model.ddim_",
     "model.clip_denoised",
+    "model.eval_",
 )
 
 
@@ -112,6 +114,14 @@ def draw_samples(
     return np.concatenate(chunks, axis=0)[:num_samples]
 
 
+def save_figures(figures: dict[str, np.ndarray], directory: pathlib.Path, step: int) -> None:
+    """Write each named (H, W, C) picture as ``<directory>/<name>_step<N>.png`` (enlarged to
+    about 512 pixels so 8x8 digits are visible)."""
+    for name, picture in figures.items():
+        upscale = max(1, 512 // max(picture.shape[:2]))
+        save_png(directory / f"{name}_step{step}.png", picture, upscale=upscale)
+
+
 def evaluate_run(
     run: LoadedRun,
     *,
@@ -146,6 +156,9 @@ def evaluate_run(
         )
         images = held_out.source.get(np.arange(n))[held_out.data_key]
         results.update(run.recipe.evaluate(run.ema_params, images, jax.random.key(seed)))
+        figures = run.recipe.figures(run.ema_params, images, jax.random.key(seed + 1))
+        if figures and jax.process_index() == 0:
+            save_figures(figures, run.workdir / "figures", run.step)
     if run.config.data.name == "digits":
         from jaxgen.evaluation.digit_fd import digit_fd
 

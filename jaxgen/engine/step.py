@@ -1,9 +1,16 @@
 """The compiled training step shared by every single-objective model family.
 
-A family supplies ``loss_fn(params, batch, key) -> (per_example_loss, terms)``; the step
-averages over the global batch, differentiates, applies the optax update and the EMA, and
-returns scalar metrics. It is a pure function of (state, batch), so ``jax.jit`` with
-shardings turns it into a data-parallel (or FSDP) step with no per-device code.
+A family supplies ``loss_fn(params, batch, key, step) -> (per_example_loss, terms,
+state_updates)``; the step averages over the global batch, differentiates, applies the
+optax update and the EMA, and returns scalar metrics. It is a pure function of (state,
+batch), so ``jax.jit`` with shardings turns it into a data-parallel (or FSDP) step with no
+per-device code.
+
+Non-gradient state (an EMA codebook, running statistics of codes) lives in named top-level
+entries of the parameter dict, ``state_collections``: the loss sees them through
+``stop_gradient``, the optimizer's change to them is discarded, and they take the values
+the loss returns in ``state_updates`` (computed from the whole global batch, since the
+loss sees the whole sharded batch).
 """
 
 from __future__ import annotations
@@ -18,7 +25,9 @@ import optax
 from jaxgen.engine.ema import ema_decay_at, ema_update
 from jaxgen.engine.state import TrainState
 
-LossFn = Callable[[Any, Any, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]
+LossFn = Callable[
+    [Any, Any, jax.Array, jax.Array], tuple[jax.Array, dict[str, jax.Array], dict[str, Any]]
+]
 
 
 def init_train_state(
@@ -37,9 +46,17 @@ def init_train_state(
 
 
 def make_train_step(
-    loss_fn: LossFn, tx: optax.GradientTransformation, *, ema_decay: float
+    loss_fn: LossFn,
+    tx: optax.GradientTransformation,
+    *,
+    ema_decay: float,
+    state_collections: tuple[str, ...] = (),
 ) -> Callable[[TrainState, Any], tuple[TrainState, dict[str, jax.Array]]]:
     """Build ``step(state, batch) -> (state, metrics)`` (not yet jitted).
+
+    ``loss_fn(params, batch, key, step)`` returns ``(per_example, terms, state_updates)``;
+    ``state_updates`` maps names in ``state_collections`` to their new values (see the
+    module docstring); a name outside ``state_collections`` is an error.
 
     Metrics are global-batch means of the loss and of each named term, the gradient's
     global norm, the learning-rate-free update norm, and ``finite`` (1.0 when the loss
@@ -50,12 +67,27 @@ def make_train_step(
         key = state.step_key()
 
         def objective(params):
-            per_example, terms = loss_fn(params, batch, key)
-            return jnp.mean(per_example), terms
+            if state_collections:
+                params = {
+                    k: jax.lax.stop_gradient(v) if k in state_collections else v
+                    for k, v in params.items()
+                }
+            per_example, terms, state_updates = loss_fn(params, batch, key, state.step)
+            return jnp.mean(per_example), (terms, state_updates)
 
-        (loss, terms), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+        (loss, (terms, state_updates)), grads = jax.value_and_grad(objective, has_aux=True)(
+            state.params
+        )
+        unknown = set(state_updates) - set(state_collections)
+        if unknown:
+            raise ValueError(
+                f"the loss updated {sorted(unknown)}, which are not state collections "
+                f"{state_collections}"
+            )
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
+        if state_updates:
+            params = {**params, **state_updates}
         ema = ema_update(state.ema_params, params, decay=ema_decay_at(state.step, decay=ema_decay))
         grad_norm = optax.tree.norm(grads)
         metrics = {

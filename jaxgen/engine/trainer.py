@@ -233,7 +233,12 @@ def train(
         log.info("resumed from step %d", start)
 
     step_fn = jax.jit(
-        make_train_step(recipe.loss, tx, ema_decay=config.optim.ema_decay),
+        make_train_step(
+            recipe.training_loss,
+            tx,
+            ema_decay=config.optim.ema_decay,
+            state_collections=recipe.state_collections,
+        ),
         in_shardings=(shardings, sharding.batch_sharding(mesh)),
         out_shardings=(shardings, sharding.replicated(mesh)),
         donate_argnums=0,

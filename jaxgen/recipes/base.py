@@ -9,9 +9,15 @@ samples the same way:
 * ``loss(params, batch, key)``: ``batch[self.data_key]`` holds the data; returns the
   per-example loss (B,) and a dict of named per-example terms; the engine's step
   averages and differentiates it.
+* ``training_loss(params, batch, key, step)``: what the engine actually calls; by default
+  ``loss`` plus no state updates. Families with a schedule over steps (KL warm-up) or
+  non-gradient state (``state_collections``: EMA codebooks, running statistics) override
+  it and return ``(per_example, terms, state_updates)``.
 * ``sample(params, key, num_samples)``: a batch of samples (pure, jittable; ``num_samples``
   is static).
 * ``evaluate(params, dataset, key)``: host-level evaluation numbers (bits/dim, scores).
+* ``figures(params, images, key)``: named pictures for ``jaxgen eval`` (reconstructions,
+  interpolations, latent maps), as (H, W, C) uint8 pictures (``jaxgen.images.make_grid``).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ class Recipe(abc.ABC):
 
     family: ClassVar[str]
     config_class: ClassVar[type]
+    state_collections: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -59,11 +66,22 @@ class Recipe(abc.ABC):
         self, params: Any, batch: dict[str, jax.Array], key: jax.Array
     ) -> tuple[jax.Array, dict[str, jax.Array]]: ...
 
+    def training_loss(
+        self, params: Any, batch: dict[str, jax.Array], key: jax.Array, step: jax.Array
+    ) -> tuple[jax.Array, dict[str, jax.Array], dict[str, Any]]:
+        """The engine's objective at ``step``: ``(per_example, terms, state_updates)``."""
+        per_example, terms = self.loss(params, batch, key)
+        return per_example, terms, {}
+
     @abc.abstractmethod
     def sample(self, params: Any, key: jax.Array, num_samples: int) -> jax.Array: ...
 
     def evaluate(self, params: Any, images: Any, key: jax.Array) -> dict[str, float]:
         """Evaluation numbers on held-out ``images``; families override this."""
+        return {}
+
+    def figures(self, params: Any, images: Any, key: jax.Array) -> dict[str, np.ndarray]:
+        """Named (H, W, C) uint8 pictures made from held-out ``images``."""
         return {}
 
 

@@ -67,7 +67,12 @@ def _run_steps(config, mesh, num_steps: int):
     tx, init_fn, _, shardings = abstract_train_state(recipe, config, mesh)
     state = jax.jit(init_fn, out_shardings=shardings)()
     step = jax.jit(
-        make_train_step(recipe.loss, tx, ema_decay=config.optim.ema_decay),
+        make_train_step(
+            recipe.training_loss,
+            tx,
+            ema_decay=config.optim.ema_decay,
+            state_collections=recipe.state_collections,
+        ),
         in_shardings=(shardings, sharding.batch_sharding(mesh)),
         out_shardings=(shardings, sharding.replicated(mesh)),
     )
