@@ -1,0 +1,102 @@
+"""Variational autoencoders and autoencoders as pure JAX functions (no Flax).
+
+Every loss takes the model as callables: ``encoder_fn(x) -> DiagonalGaussian`` (or a code
+array for plain autoencoders), ``decoder_fn(z) -> out`` and ``log_likelihood_fn(out, x) ->
+(B,)``; it returns the per-example loss (B,) and a dict of named per-example terms.
+
+* ``gaussian``: diagonal Gaussians, analytic and Monte Carlo KL, precision-weighted merge.
+* ``likelihoods``: Bernoulli, Gaussian (fixed / learned std) and discretized logistic p(x|z).
+* ``elbo``: the ELBO, beta-VAE, KL warm-up, free bits.
+* ``iwae``: the IWAE bound and importance-sampled log p(x).
+* ``hierarchical``: a Markovian hierarchy of latents with ladder (top-down) inference.
+* ``vector_quantization``, ``code_prior``: VQ-VAE.
+* ``vae_gan``: the VAE-GAN's feature-matching reconstruction and its three players' losses.
+* ``autoencoders``: plain, regularized, contractive and denoising autoencoders.
+"""
+
+from jaxgen.vae import (
+    autoencoders,
+    code_prior,
+    elbo,
+    gaussian,
+    hierarchical,
+    iwae,
+    likelihoods,
+    vae_gan,
+    vector_quantization,
+)
+from jaxgen.vae.autoencoders import autoencoder_loss
+from jaxgen.vae.code_prior import (
+    factorized_prior_log_prob,
+    factorized_prior_loss,
+    factorized_prior_sample,
+    uniform_prior_log_prob,
+    vq_negative_elbo,
+)
+from jaxgen.vae.elbo import elbo_loss, kl_warmup
+from jaxgen.vae.gaussian import (
+    DiagonalGaussian,
+    kl_monte_carlo,
+    precision_weighted_merge,
+    standard_normal_log_prob,
+)
+from jaxgen.vae.hierarchical import (
+    ladder_elbo_loss,
+    ladder_importance_log_likelihood,
+    ladder_sample,
+)
+from jaxgen.vae.iwae import importance_log_likelihood, iwae_loss, nats_to_bits_per_dim
+from jaxgen.vae.likelihoods import LIKELIHOODS, decoder_mean, decoder_sample, log_likelihood
+from jaxgen.vae.vae_gan import feature_matching_loss, vae_gan_losses
+from jaxgen.vae.vector_quantization import (
+    EMACodebookState,
+    Quantized,
+    codebook_perplexity,
+    ema_codebook_update,
+    init_ema_codebook,
+    quantize,
+    restart_dead_codes,
+)
+
+__all__ = [
+    "LIKELIHOODS",
+    "DiagonalGaussian",
+    "EMACodebookState",
+    "Quantized",
+    "autoencoder_loss",
+    "autoencoders",
+    "code_prior",
+    "codebook_perplexity",
+    "decoder_mean",
+    "decoder_sample",
+    "elbo",
+    "elbo_loss",
+    "ema_codebook_update",
+    "factorized_prior_log_prob",
+    "factorized_prior_loss",
+    "factorized_prior_sample",
+    "feature_matching_loss",
+    "gaussian",
+    "hierarchical",
+    "importance_log_likelihood",
+    "init_ema_codebook",
+    "iwae",
+    "iwae_loss",
+    "kl_monte_carlo",
+    "kl_warmup",
+    "ladder_elbo_loss",
+    "ladder_importance_log_likelihood",
+    "ladder_sample",
+    "likelihoods",
+    "log_likelihood",
+    "nats_to_bits_per_dim",
+    "precision_weighted_merge",
+    "quantize",
+    "restart_dead_codes",
+    "standard_normal_log_prob",
+    "uniform_prior_log_prob",
+    "vae_gan",
+    "vae_gan_losses",
+    "vector_quantization",
+    "vq_negative_elbo",
+]
