@@ -34,4 +34,12 @@ def families() -> list[str]:
 
 
 def _load_builtin() -> None:
-    from jaxgen.recipes import ddpm, score_sde  # noqa: F401  (register themselves)
+    from jaxgen.recipes import (  # noqa: F401  (register themselves)
+        autoencoder,
+        ddpm,
+        hierarchical_vae,
+        score_sde,
+        vae,
+        vae_gan,
+        vqvae,
+    )
