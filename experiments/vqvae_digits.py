@@ -2,7 +2,7 @@
 and decoder at a small size, a 4x4 grid of codes from K = 64, EMA codebook updates with
 dead-code restarts, and a factorized learned prior over the codes for sampling.
 
-Run (2 CPU cores, about 4 minutes):
+Run (2 CPU cores, about 3 minutes for training and evaluation):
 
     jaxgen train experiments/vqvae_digits.py --workdir runs/vqvae_digits
     jaxgen eval --workdir runs/vqvae_digits

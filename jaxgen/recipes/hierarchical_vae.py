@@ -233,6 +233,6 @@ class HierarchicalVAERecipe(Recipe):
             lambda x: self.posterior_mean_path(params, x),
             decode,
             images,
-            latent_dim=self.config.model.latent_dims[0],
+            latent_dim=0,  # z_1 is not N(0, I) in a hierarchy: no manifold picture
             sample=self.sample(params, key, 64),
         )

@@ -238,11 +238,15 @@ class VQVAERecipe(Recipe):
             "num_examples": float(len(rec)),
         }
 
+    def reconstruct(self, params, x):
+        """The decoder's picture of ``z_q(x)``: the model's reconstruction of ``x``."""
+        return self.likelihood.picture(self.decode(params, self.encode(params, x)[1].z_q))
+
     def figures(self, params, images, key):
         x = jnp.asarray(np.asarray(images[:32], np.float32))
-        _, q = self.encode(params, x)
-        recon = self.likelihood.picture(self.decode(params, q.z_q))
+        recon = jax.jit(self.reconstruct)(params, x)
+        samples = jax.jit(self.sample, static_argnums=2)(params, key, 64)
         return {
             "reconstructions": latent_figures.reconstruction_grid(x, recon),
-            "samples": make_grid(np.asarray(self.sample(params, key, 64))),
+            "samples": make_grid(np.asarray(samples)),
         }
