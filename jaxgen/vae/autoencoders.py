@@ -52,14 +52,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jaxgen.vae.gaussian import sum_event
+
 __all__ = ["CORRUPTIONS", "PENALTIES", "autoencoder_loss", "corrupt", "code_penalty"]
 
 PENALTIES: tuple[str, ...] = ("none", "l2", "l1", "contractive")
 CORRUPTIONS: tuple[str, ...] = ("none", "gaussian", "masking")
-
-
-def _sum_event(values: jax.Array) -> jax.Array:
-    return jnp.sum(values.reshape(values.shape[0], -1), axis=1)
 
 
 def _check_options(penalty: str, corruption: str, noise_std: Any, mask_prob: Any) -> None:
@@ -102,9 +100,9 @@ def code_penalty(
     if penalty not in PENALTIES:
         raise ValueError(f"unknown penalty {penalty!r}; expected one of {PENALTIES}.")
     if penalty == "l2":
-        return _sum_event(jnp.square(z))
+        return sum_event(jnp.square(z))
     if penalty == "l1":
-        return _sum_event(jnp.abs(z))
+        return sum_event(jnp.abs(z))
     if penalty == "contractive":
         return _contractive(encoder_fn, x_in, z)
     return jnp.zeros((z.shape[0],), z.dtype)
@@ -120,7 +118,7 @@ def _contractive(encoder_fn, x_in: jax.Array, z: jax.Array) -> jax.Array:
     code_size, input_size = math.prod(z.shape[1:]), math.prod(x_in.shape[1:])
     jac_fn = jax.jacrev(single) if code_size <= input_size else jax.jacfwd(single)
     jac = jax.vmap(jac_fn)(x_in)  # (B, *code, *input)
-    return _sum_event(jnp.square(jac))
+    return sum_event(jnp.square(jac))
 
 
 def autoencoder_loss(

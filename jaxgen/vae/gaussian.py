@@ -28,7 +28,7 @@ import jax.numpy as jnp
 LOG_2PI = math.log(2.0 * math.pi)
 
 
-def _sum_event(values: jax.Array) -> jax.Array:
+def sum_event(values: jax.Array) -> jax.Array:
     """Sum over every axis but the first (the batch): (B, *event) -> (B,)."""
     return jnp.sum(values.reshape(values.shape[0], -1), axis=1)
 
@@ -55,11 +55,11 @@ class DiagonalGaussian(NamedTuple):
 
     def log_prob(self, z: jax.Array) -> jax.Array:
         """``log q(z)`` summed over the event axes, (B,)."""
-        return _sum_event(self.log_prob_per_dim(z))
+        return sum_event(self.log_prob_per_dim(z))
 
     def entropy(self) -> jax.Array:
         """Differential entropy, (B,)."""
-        return _sum_event(jnp.broadcast_to(self.log_std + 0.5 * (1.0 + LOG_2PI), self.mean.shape))
+        return sum_event(jnp.broadcast_to(self.log_std + 0.5 * (1.0 + LOG_2PI), self.mean.shape))
 
     def kl_per_dim(self, other: DiagonalGaussian | None = None) -> jax.Array:
         """Analytic ``KL(self || other)`` per latent dimension (``other`` = N(0, I) if None)."""
@@ -71,7 +71,7 @@ class DiagonalGaussian(NamedTuple):
 
     def kl(self, other: DiagonalGaussian | None = None) -> jax.Array:
         """Analytic ``KL(self || other)`` summed over the event axes, (B,)."""
-        return _sum_event(self.kl_per_dim(other))
+        return sum_event(self.kl_per_dim(other))
 
 
 def standard_normal_like(z: jax.Array) -> DiagonalGaussian:
@@ -81,7 +81,7 @@ def standard_normal_like(z: jax.Array) -> DiagonalGaussian:
 
 def standard_normal_log_prob(z: jax.Array) -> jax.Array:
     """``log N(z; 0, I)`` summed over the event axes, (B,)."""
-    return _sum_event(-0.5 * (z * z + LOG_2PI))
+    return sum_event(-0.5 * (z * z + LOG_2PI))
 
 
 def kl_monte_carlo(

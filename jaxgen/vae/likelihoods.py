@@ -56,6 +56,8 @@ import math
 import jax
 import jax.numpy as jnp
 
+from jaxgen.vae.gaussian import sum_event
+
 __all__ = [
     "LIKELIHOODS",
     "decoder_mean",
@@ -104,10 +106,6 @@ def _split(name: str, out: jax.Array, channels: int | None = None) -> list[jax.A
             )
         channels = out.shape[-1] // num
     return [out[..., i * channels : (i + 1) * channels] for i in range(num)]
-
-
-def _sum_event(values: jax.Array) -> jax.Array:
-    return jnp.sum(values.reshape(values.shape[0], -1), axis=1)
 
 
 def _grid_index(x: jax.Array, num_levels: int) -> jax.Array:
@@ -195,7 +193,7 @@ def log_likelihood(
     else:
         log_scale = jnp.maximum(parts[1], min_log_scale)
         values = _discretized_logistic_log_prob(x, parts[0], log_scale, num_levels)
-    return _sum_event(values)
+    return sum_event(values)
 
 
 def decoder_mean(name: str, out: jax.Array, *, num_levels: int | None = None) -> jax.Array:

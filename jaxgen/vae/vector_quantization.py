@@ -74,6 +74,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxgen.vae.gaussian import sum_event
+
 __all__ = [
     "EMACodebookState",
     "Quantized",
@@ -165,10 +167,6 @@ def _is_static(value) -> bool:
     return isinstance(value, (int, float))
 
 
-def _sum_per_example(values: jax.Array) -> jax.Array:
-    return jnp.sum(values.reshape(values.shape[0], -1), axis=1)
-
-
 # ----------------------------------------------------------------------------- quantize
 
 
@@ -218,8 +216,8 @@ def quantize(z_e: jax.Array, codebook: jax.Array) -> Quantized:
     e_k = jnp.take(codebook, indices, axis=0)  # (B, ..., D); differentiable w.r.t. codebook
     sg = jax.lax.stop_gradient
     z_q = z_e + sg(e_k.astype(z_e.dtype) - z_e)
-    codebook_loss = _sum_per_example(jnp.square(sg(z_e) - e_k))
-    commitment_loss = _sum_per_example(jnp.square(z_e - sg(e_k)))
+    codebook_loss = sum_event(jnp.square(sg(z_e) - e_k))
+    commitment_loss = sum_event(jnp.square(z_e - sg(e_k)))
     return Quantized(
         z_q=z_q,
         indices=indices,
