@@ -1,10 +1,29 @@
 """Generative adversarial networks as pure JAX functions.
 
-Losses take discriminator logits (B,) and return per-example values (B,); nothing here
-imports Flax. (So far: the minimax losses of Goodfellow et al. 2014, as the VAE-GAN needs.)
+Losses take discriminator outputs (B,) and return per-example values (B,); penalties take
+the discriminator as a callable; nothing here imports Flax. So far: the minimax (saturating
+and non-saturating), Wasserstein and hinge losses, weight clipping, the WGAN-GP gradient
+penalty and R1.
 """
 
-from jaxgen.gan import losses
-from jaxgen.gan.losses import GENERATOR_LOSSES, discriminator_loss, generator_loss
+from jaxgen.gan import losses, penalties
+from jaxgen.gan.losses import (
+    DISCRIMINATOR_LOSSES,
+    GENERATOR_LOSSES,
+    discriminator_loss,
+    generator_loss,
+)
+from jaxgen.gan.penalties import clip_weights, gradient_penalty, input_gradient_norms, r1_penalty
 
-__all__ = ["GENERATOR_LOSSES", "discriminator_loss", "generator_loss", "losses"]
+__all__ = [
+    "DISCRIMINATOR_LOSSES",
+    "GENERATOR_LOSSES",
+    "clip_weights",
+    "discriminator_loss",
+    "generator_loss",
+    "gradient_penalty",
+    "input_gradient_norms",
+    "losses",
+    "penalties",
+    "r1_penalty",
+]

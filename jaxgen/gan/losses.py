@@ -1,4 +1,4 @@
-"""GAN losses from discriminator logits, per example (the minimal set the VAE-GAN needs).
+"""GAN losses from discriminator outputs, per example, for both players.
 
 With ``D(x) = sigmoid(l(x))`` for a discriminator logit ``l``, Goodfellow et al. (2014,
 eq. 1) play the minimax game ``min_G max_D V(D, G)``::
@@ -21,11 +21,25 @@ For a fixed ``G`` the optimal discriminator is ``D* = p_data / (p_data + p_g)`` 
 ``V(D*, G) = -log 4 + 2 JSD(p_data || p_g)`` (Theorem 1), ``-log 4`` exactly when
 ``p_g = p_data`` (``D* = 1/2``).
 
-All functions take logits of shape (B,) and return per-example losses (B,).
+The other games read the discriminator's output ``l`` as a real-valued score:
+
+* ``"wasserstein"`` (Arjovsky et al. 2017, eq. 3; Gulrajani et al. 2017, eq. 3 without its
+  penalty): the critic minimizes ``l_fake - l_real``, an estimate of ``-W_1(p_data, p_g)``
+  when the critic is 1-Lipschitz (enforce it with ``penalties.clip_weights`` or
+  ``penalties.gradient_penalty``); the generator minimizes ``-l_fake``.
+* ``"hinge"`` (Lim and Ye 2017; Miyato et al. 2018, eq. 16 and 17): the discriminator
+  minimizes ``relu(1 - l_real) + relu(1 + l_fake)``, the generator ``-l_fake``.
+
+All functions take outputs of shape (B,) and return per-example losses (B,).
 
 References:
   Goodfellow, Pouget-Abadie, Mirza, Xu, Warde-Farley, Ozair, Courville, Bengio.
   Generative Adversarial Nets. NeurIPS 2014.
+  Arjovsky, Chintala, Bottou. Wasserstein GAN. ICML 2017.
+  Gulrajani, Ahmed, Arjovsky, Dumoulin, Courville. Improved Training of Wasserstein GANs.
+  NeurIPS 2017.
+  Lim and Ye. Geometric GAN. 2017. Miyato, Kataoka, Koyama, Yoshida. Spectral
+  Normalization for Generative Adversarial Networks. ICLR 2018.
 """
 
 from __future__ import annotations
@@ -33,9 +47,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-__all__ = ["GENERATOR_LOSSES", "discriminator_loss", "generator_loss"]
+__all__ = ["DISCRIMINATOR_LOSSES", "GENERATOR_LOSSES", "discriminator_loss", "generator_loss"]
 
-GENERATOR_LOSSES: tuple[str, ...] = ("saturating", "non_saturating")
+DISCRIMINATOR_LOSSES: tuple[str, ...] = ("minimax", "wasserstein", "hinge")
+GENERATOR_LOSSES: tuple[str, ...] = ("saturating", "non_saturating", "wasserstein", "hinge")
 
 
 def _check_logits(logits: jax.Array, name: str) -> jax.Array:
@@ -47,8 +62,16 @@ def _check_logits(logits: jax.Array, name: str) -> jax.Array:
     return logits
 
 
-def discriminator_loss(real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
-    """``-log D(x) - log(1 - D(G(z))) = softplus(-real) + softplus(fake)``, (B,)."""
+def discriminator_loss(
+    real_logits: jax.Array, fake_logits: jax.Array, *, kind: str = "minimax"
+) -> jax.Array:
+    """Per-example discriminator loss, (B,): ``"minimax"`` ``-log D(x) - log(1 - D(G(z))) =
+    softplus(-real) + softplus(fake)``, ``"wasserstein"`` ``fake - real``, or ``"hinge"``
+    ``relu(1 - real) + relu(1 + fake)``."""
+    if kind not in DISCRIMINATOR_LOSSES:
+        raise ValueError(
+            f"unknown discriminator loss kind {kind!r}; expected one of {DISCRIMINATOR_LOSSES}."
+        )
     real_logits = _check_logits(real_logits, "real_logits")
     fake_logits = _check_logits(fake_logits, "fake_logits")
     if real_logits.shape != fake_logits.shape:
@@ -56,12 +79,17 @@ def discriminator_loss(real_logits: jax.Array, fake_logits: jax.Array) -> jax.Ar
             f"real_logits and fake_logits must have the same shape (B,), got "
             f"{real_logits.shape} and {fake_logits.shape}."
         )
+    if kind == "wasserstein":
+        return fake_logits - real_logits
+    if kind == "hinge":
+        return jax.nn.relu(1.0 - real_logits) + jax.nn.relu(1.0 + fake_logits)
     return jax.nn.softplus(-real_logits) + jax.nn.softplus(fake_logits)
 
 
 def generator_loss(fake_logits: jax.Array, *, kind: str = "non_saturating") -> jax.Array:
     """Per-example generator loss, (B,): ``"saturating"`` ``log(1 - D(G(z))) =
-    -softplus(fake)`` or ``"non_saturating"`` ``-log D(G(z)) = softplus(-fake)``."""
+    -softplus(fake)``, ``"non_saturating"`` ``-log D(G(z)) = softplus(-fake)``, or
+    ``"wasserstein"`` / ``"hinge"`` ``-fake``."""
     if kind not in GENERATOR_LOSSES:
         raise ValueError(
             f"unknown generator loss kind {kind!r}; expected one of {GENERATOR_LOSSES}."
@@ -69,4 +97,6 @@ def generator_loss(fake_logits: jax.Array, *, kind: str = "non_saturating") -> j
     fake_logits = _check_logits(fake_logits, "fake_logits")
     if kind == "saturating":
         return -jax.nn.softplus(fake_logits)
+    if kind in ("wasserstein", "hinge"):
+        return -fake_logits
     return jax.nn.softplus(-fake_logits)

@@ -42,7 +42,7 @@ def test_definitions_by_hand(x64):
         generator_loss(fake, kind="non_saturating"), -np.log(d_fake), rtol=1e-12
     )
     np.testing.assert_allclose(generator_loss(fake), generator_loss(fake, kind="non_saturating"))
-    assert GENERATOR_LOSSES == ("saturating", "non_saturating")
+    assert GENERATOR_LOSSES == ("saturating", "non_saturating", "wasserstein", "hinge")
     # Negative control: the two generator losses are different functions.
     assert not np.allclose(generator_loss(fake, kind="saturating"), -np.log(d_fake))
 
