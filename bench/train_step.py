@@ -28,7 +28,6 @@ sys.path.insert(0, str(ROOT))
 
 from jaxgen.config import apply_overrides, load_experiment  # noqa: E402
 from jaxgen.engine import sharding  # noqa: E402
-from jaxgen.engine.step import make_train_step  # noqa: E402
 from jaxgen.engine.trainer import abstract_train_state, build_recipe, load_train_dataset  # noqa: E402
 
 
@@ -75,12 +74,7 @@ def step_throughput(
     )
     batch = {"image": jax.device_put(images, sharding.batch_sharding(mesh))}
     step = jax.jit(
-        make_train_step(
-            recipe.training_loss,
-            tx,
-            ema_decay=config.optim.ema_decay,
-            state_collections=recipe.state_collections,
-        ),
+        recipe.make_train_step(tx),
         in_shardings=(shardings, sharding.batch_sharding(mesh)),
         out_shardings=(shardings, sharding.replicated(mesh)),
         donate_argnums=0,

@@ -1,4 +1,8 @@
-"""Optimizer construction: Adam(W), linear warmup, optional cosine decay, gradient clipping."""
+"""Optimizer construction: Adam(W) or RMSProp, linear warmup, optional cosine decay, gradient
+clipping.
+
+RMSProp (WGAN's optimizer, Arjovsky et al. 2017, Algorithm 1) reads ``optim.b2`` as its
+squared-gradient decay (PyTorch's ``alpha``, 0.99 there) and ``optim.eps``."""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import optax
 
 from jaxgen.config import ConfigError, OptimConfig
 
-OPTIMIZERS = ("adam", "adamw")
+OPTIMIZERS = ("adam", "adamw", "rmsprop")
 DECAYS = ("constant", "cosine")
 
 
@@ -32,14 +36,17 @@ def learning_rate_schedule(config: OptimConfig, num_steps: int) -> optax.Schedul
 
 
 def make_optimizer(config: OptimConfig, num_steps: int) -> optax.GradientTransformation:
-    """The optax transformation for ``config``: clip (global norm), then Adam or AdamW."""
+    """The optax transformation for ``config``: clip (global norm), then Adam, AdamW or
+    RMSProp."""
     if config.optimizer not in OPTIMIZERS:
         raise ConfigError(f"optim.optimizer must be one of {OPTIMIZERS}, got {config.optimizer!r}")
     if config.learning_rate <= 0:
         raise ConfigError(f"optim.learning_rate must be positive, got {config.learning_rate}")
     schedule = learning_rate_schedule(config, num_steps)
     kwargs = dict(b1=config.b1, b2=config.b2, eps=config.eps)
-    if config.optimizer == "adamw":
+    if config.optimizer == "rmsprop":
+        opt = optax.rmsprop(schedule, decay=config.b2, eps=config.eps, eps_in_sqrt=False)
+    elif config.optimizer == "adamw":
         opt = optax.adamw(schedule, weight_decay=config.weight_decay, **kwargs)
     else:
         opt = optax.adam(schedule, **kwargs)

@@ -15,7 +15,7 @@ loss sees the whole sharded batch).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -30,16 +30,28 @@ LossFn = Callable[
 ]
 
 
+Optimizer = optax.GradientTransformation | Mapping[str, optax.GradientTransformation]
+
+
+def init_optimizer_state(tx: Optimizer, params: Any) -> Any:
+    """``tx.init(params)``, or for one optimizer per player (a mapping from top-level
+    parameter names to optimizers) ``{name: tx[name].init(params[name])}``."""
+    if isinstance(tx, optax.GradientTransformation):
+        return tx.init(params)
+    return {name: t.init(params[name]) for name, t in tx.items()}
+
+
 def init_train_state(
-    init_params: Callable[[jax.Array], Any], tx: optax.GradientTransformation, *, seed: int
+    init_params: Callable[[jax.Array], Any], tx: Optimizer, *, seed: int
 ) -> TrainState:
-    """Fresh state: params from ``init_params(key)``, EMA = params, step 0."""
+    """Fresh state: params from ``init_params(key)``, EMA = params, step 0; ``tx`` is one
+    optimizer or one per player (see :func:`init_optimizer_state`)."""
     init_key, run_key = jax.random.split(jax.random.key(seed))
     params = init_params(init_key)
     return TrainState(
         step=jnp.zeros((), jnp.int32),
         params=params,
-        opt_state=tx.init(params),
+        opt_state=init_optimizer_state(tx, params),
         ema_params=jax.tree.map(jnp.copy, params),
         rng=jax.random.key_data(run_key),
     )

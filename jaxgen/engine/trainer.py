@@ -29,7 +29,6 @@ from typing import Any
 
 import jax
 import numpy as np
-import optax
 
 from jaxgen.config import (
     ConfigError,
@@ -45,9 +44,9 @@ from jaxgen.data.registry import DATASET_NAMES, Dataset, load_dataset
 from jaxgen.engine import sharding
 from jaxgen.engine.checkpointing import Checkpointer
 from jaxgen.engine.metrics_writer import MetricsWriter
-from jaxgen.engine.optimizer import learning_rate_schedule, make_optimizer
+from jaxgen.engine.optimizer import learning_rate_schedule
 from jaxgen.engine.state import TrainState
-from jaxgen.engine.step import init_train_state, make_train_step
+from jaxgen.engine.step import Optimizer, init_train_state
 from jaxgen.images import make_grid, save_png
 from jaxgen.recipes.base import Recipe
 from jaxgen.recipes.registry import get_recipe
@@ -96,9 +95,9 @@ def load_train_dataset(config: ExperimentConfig, split: str = "train") -> Datase
 
 def abstract_train_state(
     recipe: Recipe, config: ExperimentConfig, mesh: jax.sharding.Mesh
-) -> tuple[optax.GradientTransformation, Callable[[], TrainState], Any, Any]:
+) -> tuple[Optimizer, Callable[[], TrainState], Any, Any]:
     """(init function, abstract state with shardings, sharding tree) for a recipe."""
-    tx = make_optimizer(config.optim, config.train.num_steps)
+    tx = recipe.make_optimizer(config.train.num_steps)
     init_fn = functools.partial(init_train_state, recipe.init_params, tx, seed=config.train.seed)
     shapes = jax.eval_shape(init_fn)
     shardings = sharding.state_shardings(
@@ -204,9 +203,10 @@ def train(
     mesh = mesh or sharding.make_mesh()
     dataset = load_train_dataset(config)
     recipe = build_recipe(config, dataset)
+    examples_per_step = config.data.batch_size * recipe.minibatches_per_step
     loader = BatchLoader(
         dataset.source,
-        global_batch_size=config.data.batch_size,
+        global_batch_size=examples_per_step,
         seed=config.train.seed,
         mesh=mesh,
         data_axis=sharding.DATA_AXIS,
@@ -233,12 +233,7 @@ def train(
         log.info("resumed from step %d", start)
 
     step_fn = jax.jit(
-        make_train_step(
-            recipe.training_loss,
-            tx,
-            ema_decay=config.optim.ema_decay,
-            state_collections=recipe.state_collections,
-        ),
+        recipe.make_train_step(tx),
         in_shardings=(shardings, sharding.batch_sharding(mesh)),
         out_shardings=(shardings, sharding.replicated(mesh)),
         donate_argnums=0,
@@ -270,7 +265,7 @@ def train(
                 checkpoint = done % tcfg.checkpoint_every == 0 or done == total or interrupt
                 if checkpoint or done % tcfg.log_every == 0:
                     window.read_pending()  # nothing unchecked may reach a checkpoint
-                    last_metrics = window.flush(config.data.batch_size)
+                    last_metrics = window.flush(examples_per_step)
                     last_metrics["learning_rate"] = float(lr_schedule(done - 1))
                     if done % tcfg.log_every == 0 or done == total:
                         writer.write_scalars(done, last_metrics)

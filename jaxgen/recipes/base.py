@@ -18,6 +18,16 @@ samples the same way:
 * ``evaluate(params, dataset, key)``: host-level evaluation numbers (bits/dim, scores).
 * ``figures(params, images, key)``: named pictures for ``jaxgen eval`` (reconstructions,
   interpolations, latent maps), as (H, W, C) uint8 pictures (``jaxgen.images.make_grid``).
+
+How a step trains is also the recipe's to say, through the engine's step builders:
+
+* ``make_optimizer(num_steps)``: one optax optimizer from ``config.optim`` (default), or
+  one per player, ``{name: optimizer}`` over top-level parameter entries (GANs);
+* ``make_train_step(tx)``: the uncompiled ``step(state, batch) -> (state, metrics)``;
+  the default is the single-objective ``jaxgen.engine.step.make_train_step`` over
+  ``training_loss``, GANs use ``jaxgen.engine.adversarial_step``;
+* ``minibatches_per_step``: how many minibatches of ``data.batch_size`` one step consumes
+  (``k`` discriminator minibatches for GANs; 1 by default).
 """
 
 from __future__ import annotations
@@ -31,6 +41,9 @@ import numpy as np
 
 from jaxgen.config import ConfigError, ExperimentConfig
 from jaxgen.engine import sharding
+from jaxgen.engine.optimizer import make_optimizer
+from jaxgen.engine.state import TrainState
+from jaxgen.engine.step import Optimizer, make_train_step
 
 
 class Recipe(abc.ABC):
@@ -75,6 +88,26 @@ class Recipe(abc.ABC):
 
     @abc.abstractmethod
     def sample(self, params: Any, key: jax.Array, num_samples: int) -> jax.Array: ...
+
+    @property
+    def minibatches_per_step(self) -> int:
+        """Minibatches of ``data.batch_size`` examples that one training step consumes."""
+        return 1
+
+    def make_optimizer(self, num_steps: int) -> Optimizer:
+        """The optimizer(s) of a ``num_steps`` run (default: one, from ``config.optim``)."""
+        return make_optimizer(self.config.optim, num_steps)
+
+    def make_train_step(
+        self, tx: Optimizer
+    ) -> Callable[[TrainState, Any], tuple[TrainState, dict[str, jax.Array]]]:
+        """The uncompiled training step (default: one objective, ``training_loss``)."""
+        return make_train_step(
+            self.training_loss,
+            tx,
+            ema_decay=self.config.optim.ema_decay,
+            state_collections=self.state_collections,
+        )
 
     def evaluate(self, params: Any, images: Any, key: jax.Array) -> dict[str, float]:
         """Evaluation numbers on held-out ``images``; families override this."""
