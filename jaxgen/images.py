@@ -56,3 +56,17 @@ def save_grid(
     if upscale is None:
         upscale = max(1, 256 // max(grid.shape[:2]))
     return save_png(path, grid, upscale=upscale)
+
+
+def density_picture(points: np.ndarray, *, extent: float = 3.0, bins: int = 128) -> np.ndarray:
+    """A (bins, bins, 1) uint8 picture of 2-D ``points`` on ``[-extent, extent]^2``: a
+    log-scaled histogram, dark where points are dense, white where there are none; the
+    first axis is ``y`` from top (``+extent``) to bottom, so it reads like a scatter plot."""
+    pts = np.asarray(points, np.float64)
+    if pts.ndim != 2 or pts.shape[1] != 2:
+        raise ValueError(f"density_picture expects points of shape (N, 2), got {pts.shape}")
+    edges = np.linspace(-extent, extent, bins + 1)
+    counts, _, _ = np.histogram2d(pts[:, 1], pts[:, 0], bins=(edges, edges))
+    level = np.log1p(counts[::-1])
+    level = level / max(level.max(), 1e-12)
+    return (255 * (1.0 - level)).round().astype(np.uint8)[..., None]

@@ -37,7 +37,9 @@ def _load_builtin() -> None:
     from jaxgen.recipes import (  # noqa: F401  (register themselves)
         autoencoder,
         ddpm,
+        gan,
         hierarchical_vae,
+        pix2pix,
         score_sde,
         vae,
         vae_gan,
