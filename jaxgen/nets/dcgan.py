@@ -82,6 +82,34 @@ UP_PADDING = ((2, 2), (2, 2))
 DOWN_PADDING = ((1, 1), (1, 1))  # Conv2d(kernel_size=4, stride=2, padding=1): halves H
 
 
+def upsampling_conv(a: int, b: int, *, use_bias: bool, rngs: nnx.Rngs) -> nnx.ConvTranspose:
+    """DCGAN's 4x4 stride-2 transposed convolution: exactly doubles H and W."""
+    return nnx.ConvTranspose(
+        a,
+        b,
+        (4, 4),
+        strides=(2, 2),
+        padding=UP_PADDING,
+        use_bias=use_bias,
+        kernel_init=DCGAN_INIT,
+        rngs=rngs,
+    )
+
+
+def downsampling_conv(a: int, b: int, *, use_bias: bool, rngs: nnx.Rngs) -> nnx.Conv:
+    """DCGAN's 4x4 stride-2 convolution: exactly halves H and W."""
+    return nnx.Conv(
+        a,
+        b,
+        (4, 4),
+        strides=(2, 2),
+        padding=DOWN_PADDING,
+        use_bias=use_bias,
+        kernel_init=DCGAN_INIT,
+        rngs=rngs,
+    )
+
+
 class BatchStatsNorm(nnx.Module):
     """Batch normalization with the statistics of the given batch, always (no running mean).
 
@@ -176,29 +204,12 @@ class DCGANGenerator(nnx.Module):
         )
         self.up = nnx.List(
             [
-                nnx.ConvTranspose(
-                    a,
-                    b,
-                    (4, 4),
-                    strides=(2, 2),
-                    padding=UP_PADDING,
-                    use_bias=False,
-                    kernel_init=DCGAN_INIT,
-                    rngs=rngs,
-                )
+                upsampling_conv(a, b, use_bias=False, rngs=rngs)
                 for a, b in zip(widths[:-1], widths[1:], strict=True)
             ]
         )
         self.norms = nnx.List([BatchStatsNorm(w, rngs=rngs) for w in widths])
-        self.out = nnx.ConvTranspose(
-            widths[-1],
-            image_shape[2],
-            (4, 4),
-            strides=(2, 2),
-            padding=UP_PADDING,
-            kernel_init=DCGAN_INIT,
-            rngs=rngs,
-        )
+        self.out = upsampling_conv(widths[-1], image_shape[2], use_bias=True, rngs=rngs)
 
     def __call__(self, z: jax.Array, labels: jax.Array | None = None) -> jax.Array:
         if z.ndim != 2 or z.shape[1] != self.latent_dim:

@@ -49,7 +49,13 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxgen.nets.dcgan import DCGAN_INIT, DOWN_PADDING, LEAKY_SLOPE, UP_PADDING, BatchStatsNorm
+from jaxgen.nets.dcgan import (
+    DCGAN_INIT,
+    LEAKY_SLOPE,
+    BatchStatsNorm,
+    downsampling_conv,
+    upsampling_conv,
+)
 
 __all__ = ["PatchDiscriminator", "UNetGenerator"]
 
@@ -59,19 +65,6 @@ def _check_features(features: Sequence[int], name: str) -> tuple[int, ...]:
     if not features or min(features) < 1:
         raise ValueError(f"{name}: features must be a non-empty sequence of positive ints")
     return features
-
-
-def _down(a: int, b: int, use_bias: bool, rngs: nnx.Rngs) -> nnx.Conv:
-    return nnx.Conv(
-        a,
-        b,
-        (4, 4),
-        strides=(2, 2),
-        padding=DOWN_PADDING,
-        use_bias=use_bias,
-        kernel_init=DCGAN_INIT,
-        rngs=rngs,
-    )
 
 
 class UNetGenerator(nnx.Module):
@@ -96,7 +89,10 @@ class UNetGenerator(nnx.Module):
         self.num_levels = len(features)
         ins = [in_channels + noise_channels, *features[:-1]]
         self.encoder = nnx.List(
-            [_down(a, b, i == 0, rngs) for i, (a, b) in enumerate(zip(ins, features, strict=True))]
+            [
+                downsampling_conv(a, b, use_bias=i == 0, rngs=rngs)
+                for i, (a, b) in enumerate(zip(ins, features, strict=True))
+            ]
         )
         # no norm on the first layer (sec. 6.1.1) nor on the innermost (the bottleneck)
         self.encoder_norms = nnx.List([BatchStatsNorm(f, rngs=rngs) for f in features[1:-1]])
@@ -105,29 +101,12 @@ class UNetGenerator(nnx.Module):
         dec_in = [features[-1], *(2 * f for f in dec_out)]
         self.decoder = nnx.List(
             [
-                nnx.ConvTranspose(
-                    a,
-                    b,
-                    (4, 4),
-                    strides=(2, 2),
-                    padding=UP_PADDING,
-                    use_bias=False,
-                    kernel_init=DCGAN_INIT,
-                    rngs=rngs,
-                )
+                upsampling_conv(a, b, use_bias=False, rngs=rngs)
                 for a, b in zip(dec_in[:-1], dec_out, strict=True)
             ]
         )
         self.decoder_norms = nnx.List([BatchStatsNorm(f, rngs=rngs) for f in dec_out])
-        self.out = nnx.ConvTranspose(
-            dec_in[-1],
-            out_channels,
-            (4, 4),
-            strides=(2, 2),
-            padding=UP_PADDING,
-            kernel_init=DCGAN_INIT,
-            rngs=rngs,
-        )
+        self.out = upsampling_conv(dec_in[-1], out_channels, use_bias=True, rngs=rngs)
 
     def __call__(self, x: jax.Array, noise: jax.Array | None = None) -> jax.Array:
         factor = 2**self.num_levels
@@ -192,7 +171,7 @@ class PatchDiscriminator(nnx.Module):
         ins = [in_channels, *features[:-1]]
         self.down = nnx.List(
             [
-                _down(a, b, not (batch_norm and i), rngs)
+                downsampling_conv(a, b, use_bias=not (batch_norm and i), rngs=rngs)
                 for i, (a, b) in enumerate(zip(ins, features, strict=True))
             ]
         )

@@ -194,6 +194,13 @@ class SpectralLinear(_SpectralLayer):
         return self._add_bias(x @ self._normalized_kernel(update_stats))
 
 
+def _check_image(x: jax.Array, layer: nnx.Module) -> None:
+    if x.ndim != 4 or x.shape[-1] != layer.in_features:
+        raise ValueError(
+            f"{type(layer).__name__} expects (B, H, W, {layer.in_features}), got {x.shape}"
+        )
+
+
 class SpectralConv(_SpectralLayer):
     """A 2-D convolution (NHWC, kernel (kh, kw, in, out) as ``nnx.Conv``) with ``W / sigma``."""
 
@@ -224,8 +231,7 @@ class SpectralConv(_SpectralLayer):
         )
 
     def __call__(self, x: jax.Array, *, update_stats: bool = True) -> jax.Array:
-        if x.ndim != 4 or x.shape[-1] != self.in_features:
-            raise ValueError(f"SpectralConv expects (B, H, W, {self.in_features}), got {x.shape}")
+        _check_image(x, self)
         y = jax.lax.conv_general_dilated(
             x,
             self._normalized_kernel(update_stats),
@@ -236,40 +242,12 @@ class SpectralConv(_SpectralLayer):
         return self._add_bias(y)
 
 
-class SpectralConvTranspose(_SpectralLayer):
-    """A 2-D transposed convolution (as ``nnx.ConvTranspose``, kernel (kh, kw, in, out))."""
-
-    def __init__(
-        self,
-        in_features: int,
-        out_features: int,
-        kernel_size: int | Sequence[int],
-        *,
-        strides: int | Sequence[int] = 1,
-        padding: Padding = "SAME",
-        use_bias: bool = True,
-        num_iterations: int = 1,
-        kernel_init: nnx.Initializer = DEFAULT_KERNEL_INIT,
-        rngs: nnx.Rngs,
-    ):
-        self.in_features = in_features
-        self.strides = _pair(strides, "strides")
-        self.padding = _padding(padding)
-        kh, kw = _pair(kernel_size, "kernel_size")
-        self._init_params(
-            (kh, kw, in_features, out_features),
-            out_features,
-            use_bias=use_bias,
-            num_iterations=num_iterations,
-            kernel_init=kernel_init,
-            rngs=rngs,
-        )
+class SpectralConvTranspose(SpectralConv):
+    """A 2-D transposed convolution (as ``nnx.ConvTranspose``, kernel (kh, kw, in, out));
+    the constructor is :class:`SpectralConv`'s."""
 
     def __call__(self, x: jax.Array, *, update_stats: bool = True) -> jax.Array:
-        if x.ndim != 4 or x.shape[-1] != self.in_features:
-            raise ValueError(
-                f"SpectralConvTranspose expects (B, H, W, {self.in_features}), got {x.shape}"
-            )
+        _check_image(x, self)
         y = jax.lax.conv_transpose(
             x,
             self._normalized_kernel(update_stats),
