@@ -37,5 +37,8 @@ def get_config() -> ExperimentConfig:
         ),
         train=TrainConfig(num_steps=20000, log_every=500, checkpoint_every=5000, sample_every=0),
         eval=EvalConfig(split="test", batch_size=2500, max_examples=2500),
-        expected="all 25 modes covered, high-quality fraction > 0.8",
+        expected=(
+            "about 18 of 25 modes covered, high-quality fraction about 0.1: the plain game "
+            "drops modes and strings samples between them here (PacGAN's packing is the remedy)"
+        ),
     )

@@ -24,8 +24,8 @@ def get_config() -> ExperimentConfig:
         name="pix2pix_digits",
         model=Pix2PixConfig(
             factor=2,
-            generator_features=(64, 128, 256),
-            discriminator_features=(64, 128),
+            generator_features=(32, 64, 128),
+            discriminator_features=(32, 64),
             l1_weight=100.0,
             noise_channels=0,
         ),
@@ -33,7 +33,7 @@ def get_config() -> ExperimentConfig:
         optim=OptimConfig(
             learning_rate=2e-4, b1=0.5, b2=0.999, grad_clip_norm=None, ema_decay=0.999
         ),
-        train=TrainConfig(num_steps=3000, log_every=250, checkpoint_every=1500, sample_every=1500),
+        train=TrainConfig(num_steps=2000, log_every=250, checkpoint_every=1000, sample_every=1000),
         eval=EvalConfig(split="test", num_samples=360, batch_size=360),
         expected="PSNR above the bilinear baseline's; digit FD < 15",
     )
