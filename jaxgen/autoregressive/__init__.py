@@ -1,0 +1,43 @@
+"""Autoregressive models' maths as pure JAX functions (no Flax): the token cross-entropy
+with its shift convention, logit filtering (temperature, top-k, top-p), jitted sampling
+loops for sequences (with a per-token step function, such as a transformer's key-value
+cache or an RNN's state) and for images (PixelCNN's one pass per value), and the causal
+convolution masks of PixelCNN.
+
+The networks (PixelCNN, gated PixelCNN, the causal dilated convolution net, LSTM/GRU
+language models, the causal transformer with its cache) are Flax NNX modules in
+``jaxgen.nets``.
+"""
+
+from jaxgen.autoregressive import image_sampling, losses, masks, sampling
+from jaxgen.autoregressive.image_sampling import image_log_prob, sample_image
+from jaxgen.autoregressive.losses import (
+    bits_per_token,
+    check_tokens,
+    shift_right,
+    token_cross_entropy,
+)
+from jaxgen.autoregressive.masks import MASK_TYPES, causal_conv_mask
+from jaxgen.autoregressive.sampling import (
+    filter_logits,
+    sample_sequence,
+    sample_sequence_uncached,
+)
+
+__all__ = [
+    "MASK_TYPES",
+    "bits_per_token",
+    "causal_conv_mask",
+    "check_tokens",
+    "filter_logits",
+    "image_log_prob",
+    "image_sampling",
+    "losses",
+    "masks",
+    "sample_image",
+    "sample_sequence",
+    "sample_sequence_uncached",
+    "sampling",
+    "shift_right",
+    "token_cross_entropy",
+]
