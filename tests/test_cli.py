@@ -1,4 +1,9 @@
-"""The ``jaxgen`` command: train / sample / eval, clear errors, and kill-safety."""
+"""The ``jaxgen`` command: train / sample / eval, clear errors, and kill-safety.
+
+The command and the engine behind it do not depend on the model family, so these tests
+run the small MLP VAE of the engine tests; the sampler options of ``jaxgen sample`` are
+DDPM's, and are tested on the DDPM paper config (with a small U-Net) at the end.
+"""
 
 from __future__ import annotations
 
@@ -14,18 +19,26 @@ import numpy as np
 import pytest
 
 from jaxgen.cli import main
+from jaxgen.config import apply_overrides, load_experiment
+from jaxgen.engine import sharding
 from jaxgen.engine.inference import load_run
+from jaxgen.engine.trainer import train
+from tests.engine.test_trainer import EXPERIMENT as _EXPERIMENT
 from tests.engine.test_trainer import TINY, leaves_close
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-EXPERIMENT = str(ROOT / "experiments" / "ddpm_digits.py")
+EXPERIMENT = str(_EXPERIMENT)
 
 
 def _cli_env() -> dict[str, str]:
     env = dict(os.environ)
     env["JAX_PLATFORMS"] = "cpu"
     env["PYTHONUNBUFFERED"] = "1"
-    env["JAXGEN_COMPILATION_CACHE"] = str(ROOT / ".cache" / "jax-cli")
+    # The subprocesses get their own cache (next to the suite's when JAXGEN_TEST_CACHE is set).
+    test_cache = os.environ.get("JAXGEN_TEST_CACHE")
+    env["JAXGEN_COMPILATION_CACHE"] = (
+        f"{test_cache}-cli" if test_cache else str(ROOT / ".cache" / "jax-cli")
+    )
     return env
 
 
@@ -55,10 +68,6 @@ def test_train_sample_eval_from_the_command_line(tmp_path, capsys):
                 str(workdir),
                 "--num-samples",
                 "6",
-                "--sampler",
-                "ddim",
-                "--steps",
-                "5",
             ]
         )
         == 0
@@ -131,6 +140,10 @@ def _wait_for(
         time.sleep(0.05)
 
 
+def _checkpoint_steps(directory: pathlib.Path) -> list[int]:
+    return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit())
+
+
 def test_sigkill_mid_run_then_resume_matches_uninterrupted(tmp_path):
     """kill -9 after the step-8 checkpoint, often in the middle of writing a later one;
     the run resumes from the newest complete checkpoint and ends bit-for-bit where a
@@ -140,25 +153,67 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted(tmp_path):
     _wait_for(tmp_path / "killed" / "checkpoints" / "8", proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
+    # The small model steps fast, so the run may have got past step 8 before the kill:
+    # both runs end 8 steps after its newest checkpoint (a constant learning rate, so
+    # num_steps changes nothing else).
+    end = _checkpoint_steps(tmp_path / "killed" / "checkpoints")[-1] + 8
     for workdir in ("killed", "straight"):
-        done = _start(tmp_path / workdir, *extra, "train.num_steps=16")
+        done = _start(tmp_path / workdir, *extra, f"train.num_steps={end}")
         out, _ = done.communicate(timeout=300)
         assert done.returncode == 0, out
     resumed, straight = load_run(tmp_path / "killed"), load_run(tmp_path / "straight")
-    assert resumed.step == straight.step == 16
+    assert resumed.step == straight.step == end
     assert leaves_close(resumed.params, straight.params, rtol=0, atol=0)
     assert leaves_close(resumed.ema_params, straight.ema_params, rtol=0, atol=0)
 
 
 def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
-    proc = _start(tmp_path / "run", "train.num_steps=100000", "train.checkpoint_every=1000")
+    # Periodic checkpoints only every 10^6 steps (the small model steps fast): the one
+    # checkpoint found is the one SIGTERM asked for.
+    proc = _start(tmp_path / "run", "train.num_steps=10000000", "train.checkpoint_every=1000000")
     _wait_for(tmp_path / "run" / "metrics.jsonl", proc, nonempty=True)
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out
     summary = json.loads(out[out.index("{") : out.rindex("}") + 1])
     assert summary["stopped_early"] is True
-    steps = sorted(
-        int(p.name) for p in (tmp_path / "run" / "checkpoints").iterdir() if p.name.isdigit()
+    steps = _checkpoint_steps(tmp_path / "run" / "checkpoints")
+    assert steps and steps[-1] == summary["step"] and 0 < summary["step"] < 1_000_000
+
+
+def test_ddpm_paper_config_trains_then_samples_with_ddim_from_the_command_line(tmp_path, capsys):
+    """DDPM's CIFAR-10 config end to end (TFDS source, flips, dropout) with a small U-Net,
+    then ``jaxgen sample --sampler ddim --steps 5`` from the trained run. (One DDPM run
+    serves both checks: a U-Net costs tens of seconds to compile on 2 cores.)"""
+    import tensorflow_datasets as tfds
+
+    config = apply_overrides(
+        load_experiment(str(ROOT / "experiments" / "ddpm_cifar10.py")),
+        [
+            "model.unet.channels=8",
+            "model.unet.channel_mult=(1, 2)",
+            "model.unet.num_res_blocks=1",
+            "model.unet.attention_resolutions=(16,)",
+            "model.unet.num_groups=4",
+            "model.num_timesteps=20",
+            "data.batch_size=8",
+            "train.num_steps=2",
+            "train.sample_every=0",
+            "train.progress_bar=false",
+            f"data.data_dir={tmp_path / 'tfds'}",
+        ],
     )
-    assert steps and steps[-1] == summary["step"] and 0 < summary["step"] < 1000
+    assert config.data.random_flip and config.model.unet.dropout == 0.1
+    assert config.model.sampler == "ancestral"  # so --sampler does change the sampler
+    workdir = tmp_path / "run"
+    with tfds.testing.mock_data(num_examples=16):
+        result = train(config, workdir, mesh=sharding.make_mesh(1))
+        assert result.step == 2 and np.isfinite(result.metrics["loss"])
+        assert result.metrics["loss"] > 0
+        capsys.readouterr()
+        args = ["--num-samples", "6", "--sampler", "ddim", "--steps", "5"]
+        assert main(["sample", "--workdir", str(workdir), *args]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    samples = np.load(out["npy"])
+    assert samples.shape == (6, 32, 32, 3) and np.isfinite(samples).all()
+    assert pathlib.Path(out["png"]).exists()
