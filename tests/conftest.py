@@ -2,6 +2,10 @@
 
 * Eight simulated CPU devices, so sharding tests run anywhere (set before any JAX op).
 * A persistent compilation cache, so a re-run skips most XLA compilation.
+* XLA's CPU backend without LLVM optimization (``--xla_backend_optimization_level=0``):
+  the suite is dominated by compiling many small programs (random initializers above
+  all), which this makes 2 to 10 times faster; the numbers computed are the same maths,
+  only the generated code runs slower. The CLI subprocesses inherit it.
 * Strict rank promotion: silent broadcasting between (B,) and (B, 1) is a classic
   diffusion bug (it turns a per-example weight into a B x B matrix).
 * ``x64`` fixture: math oracles run in float64 so their tolerances can be tight.
@@ -12,8 +16,13 @@ from __future__ import annotations
 import os
 import pathlib
 
-import jax
 import pytest
+
+_XLA_FAST_COMPILE = "--xla_backend_optimization_level=0"
+if _XLA_FAST_COMPILE not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_XLA_FAST_COMPILE}".strip()
+
+import jax  # noqa: E402  (after XLA_FLAGS, which XLA reads when its backend starts)
 
 NUM_TEST_DEVICES = 8
 

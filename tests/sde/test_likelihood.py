@@ -279,7 +279,8 @@ def test_sharded_batch_matches_single_device_and_examples_are_independent(x64):
     Float64: the per-device batch shape changes the vectorised code and hence rounding, and
     an adaptive controller can turn a rounding difference into a different accept/reject
     decision. In float32 that was seen for 1 of 16 examples (one extra step, a 1e-6 relative
-    change); in float64 the margins are ~1e-16 and the results agree to 1e-12."""
+    change); in float64 the margins are ~1e-16 and the results agree to about 1e-12 (the
+suite's unoptimized XLA code rounds differently from optimized code: 1.4e-12 was seen)."""
     sde = SDES["vp"]
     mixture = GaussianMixture.isotropic(DEQ_WEIGHTS, DEQ_MEANS, 0.35)
     x = jnp.asarray(_to_grid(mixture.sample(jax.random.key(7), 256)))
@@ -288,7 +289,7 @@ def test_sharded_batch_matches_single_device_and_examples_are_independent(x64):
     sharded, sharded_terms = _bits_per_dim(sde, mixture, _on_mesh(x), key)
     assert len(sharded.sharding.device_set) == 8
     diff = float(jnp.max(jnp.abs(sharded - single)))
-    np.testing.assert_allclose(sharded, single, rtol=1e-12)
+    np.testing.assert_allclose(sharded, single, rtol=1e-11)
     np.testing.assert_array_equal(sharded_terms["nfe"], terms["nfe"])
     assert np.all(np.isfinite(single)) and np.all(np.asarray(terms["success"]))
     # Negative control: another key (other dequantisation noise) moves the values far more
@@ -304,7 +305,7 @@ def test_sharded_batch_matches_single_device_and_examples_are_independent(x64):
     )
     diff8 = float(jnp.max(jnp.abs(est_sharded - est)))
     print(f"sharded vs one device: max |diff| {diff:.1e} bits/dim, {diff8:.1e} nats (8-D)")
-    np.testing.assert_allclose(est_sharded, est, rtol=1e-12)
+    np.testing.assert_allclose(est_sharded, est, rtol=1e-11)
 
     # Per-example solves: example 0's result does not depend on the rest of the batch, even
     # when all the others are replaced by points that take other step sequences.
