@@ -49,7 +49,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     import numpy as np
 
     from jaxgen.engine.inference import draw_samples, load_run
-    from jaxgen.images import save_grid
+    from jaxgen.images import density_picture, save_grid, save_png
 
     run = load_run(args.workdir, step=args.step, overrides=args.overrides)
     kwargs = {}
@@ -64,10 +64,16 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     stem = f"samples_step{run.step}_seed{args.seed}"
     np.save(out / f"{stem}.npy", samples)
-    png = save_grid(out / f"{stem}.png", samples[: min(len(samples), 256)])
-    print(
-        json.dumps({"npy": str(out / f"{stem}.npy"), "png": str(png), "shape": list(samples.shape)})
-    )
+    record = {"npy": str(out / f"{stem}.npy"), "shape": list(samples.shape)}
+    if samples.ndim == 4:  # images: a grid
+        record["png"] = str(save_grid(out / f"{stem}.png", samples[: min(len(samples), 256)]))
+    elif hasattr(run.recipe, "decode_samples"):  # token sequences: text
+        text = "\n\n-----\n\n".join(run.recipe.decode_samples(samples))
+        (out / f"{stem}.txt").write_text(text)
+        record["txt"] = str(out / f"{stem}.txt")
+    elif samples.ndim == 2 and samples.shape[1] == 2:  # 2-D points: their density
+        record["png"] = str(save_png(out / f"{stem}.png", density_picture(samples), upscale=4))
+    print(json.dumps(record))
     return 0
 
 

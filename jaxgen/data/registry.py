@@ -10,6 +10,7 @@ checkerboard
 mnist, fashion_mnist image 28x28x1 256          10         train, test (TFDS)
 cifar10, cifar100    image 32x32x3 256          10 / 100   train, test (TFDS)
 svhn_cropped         image 32x32x3 256          10         train, test, extra (TFDS)
+stdlib_text          tokens (128,) 256 (bytes)  none       train, test, all
 =================== ============= ============ ========== ===========================
 
 Images are float32 NHWC in [-1, 1] under the key ``"image"``, labels int32 under
@@ -17,6 +18,11 @@ Images are float32 NHWC in [-1, 1] under the key ``"image"``, labels int32 under
 split is ``TOY2D_NUM_TRAIN`` = 100,000 points drawn with seed ``TOY2D_TRAIN_SEED`` = 0,
 the ``test`` split ``TOY2D_NUM_TEST`` = 10,000 points with seed ``TOY2D_TEST_SEED`` = 1;
 ``num_samples=`` overrides the size (the seeds stay fixed).
+
+``stdlib_text`` is byte-level text, the Python standard-library sources of this install
+(:mod:`jaxgen.data.text`, split by file): int32 tokens in ``0..255`` under ``"tokens"``, cut
+into non-overlapping windows of ``TEXT_SEQ_LEN`` = 128 bytes; ``seq_len=`` overrides the
+window. ``num_levels`` is the vocabulary size 256 (the models add a start token 256).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import difflib
 import os
 from typing import Any
 
-from jaxgen.data import digits, toy2d
+from jaxgen.data import digits, text, toy2d
 from jaxgen.data.source import ArraySource, Source
 from jaxgen.data.tfds_images import NUM_LEVELS as TFDS_NUM_LEVELS
 from jaxgen.data.tfds_images import TFDS_IMAGE_DATASETS, open_tfds_images
@@ -36,8 +42,14 @@ TOY2D_NUM_TEST = 10_000
 TOY2D_TRAIN_SEED = 0
 TOY2D_TEST_SEED = 1
 TOY2D_SPLITS = ("train", "test")
+TEXT_SEQ_LEN = 128
 
-DATASET_NAMES: tuple[str, ...] = ("digits", *toy2d.TOY2D_NAMES, *TFDS_IMAGE_DATASETS)
+DATASET_NAMES: tuple[str, ...] = (
+    "digits",
+    *toy2d.TOY2D_NAMES,
+    *TFDS_IMAGE_DATASETS,
+    "stdlib_text",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,11 +60,11 @@ class Dataset:
       name: registry name ("digits", "ring", "cifar10", ...).
       split: the split expression it was loaded with.
       source: the examples (``len`` and batched ``get``).
-      event_shape: shape of one example of ``data_key`` ((H, W, C) or (2,)).
-      num_levels: discrete levels per channel (256 for 8-bit images, 17 for digits),
-        None for continuous data.
+      event_shape: shape of one example of ``data_key`` ((H, W, C), (2,) or (seq_len,)).
+      num_levels: discrete levels per channel (256 for 8-bit images, 17 for digits; the
+        vocabulary size for tokens), None for continuous data.
       num_classes: number of label classes, None if unlabelled.
-      data_key: the batch key holding the data ("image" or "x").
+      data_key: the batch key holding the data ("image", "x" or "tokens").
     """
 
     name: str
@@ -104,7 +116,8 @@ def load_dataset(
       split: "train", "test", ... (TFDS datasets accept TFDS slicing, "train[:90%]").
       data_dir: TFDS data directory (TFDS datasets only).
       download: let TFDS download and prepare missing data (TFDS datasets only).
-      **options: per-dataset options; toy2d datasets accept ``num_samples``.
+      **options: per-dataset options; toy2d datasets accept ``num_samples``,
+        ``stdlib_text`` accepts ``seq_len``.
 
     Raises:
       ValueError: unknown name (with close matches) or split.
@@ -141,6 +154,19 @@ def load_dataset(
             num_levels=None,
             num_classes=None,
             data_key="x",
+        )
+    if name == "stdlib_text":
+        _no_options(name, options, ("seq_len",))
+        seq_len = int(options.get("seq_len", TEXT_SEQ_LEN))
+        tokens = text.load_text(split, seq_len=seq_len)
+        return Dataset(
+            name=name,
+            split=split,
+            source=ArraySource({"tokens": tokens}),
+            event_shape=(seq_len,),
+            num_levels=text.VOCAB_SIZE,
+            num_classes=None,
+            data_key="tokens",
         )
     if name in TFDS_IMAGE_DATASETS:
         _no_options(name, options)

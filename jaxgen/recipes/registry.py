@@ -37,10 +37,13 @@ def _load_builtin() -> None:
     from jaxgen.recipes import (  # noqa: F401  (register themselves)
         autoencoder,
         ddpm,
+        flow,
         gan,
         hierarchical_vae,
         pix2pix,
+        pixelcnn,
         score_sde,
+        sequence_model,
         vae,
         vae_gan,
         vqvae,

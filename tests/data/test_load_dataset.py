@@ -9,7 +9,7 @@ from jaxgen.data import DATASET_NAMES, TOY2D_NAMES, load_dataset, registry, samp
 
 
 def test_known_names():
-    for name in ("digits", "mnist", "fashion_mnist", "cifar10", *TOY2D_NAMES):
+    for name in ("digits", "mnist", "fashion_mnist", "cifar10", "stdlib_text", *TOY2D_NAMES):
         assert name in DATASET_NAMES
 
 
@@ -43,3 +43,26 @@ def test_bad_options_and_splits():
         load_dataset("grid", "validation")
     with pytest.raises(ValueError, match="unknown digits split"):
         load_dataset("digits", "validation")
+
+
+def test_stdlib_text_windows_are_the_split_bytes():
+    from jaxgen.data import text
+
+    train = load_dataset("stdlib_text", "train")
+    assert train.event_shape == (registry.TEXT_SEQ_LEN,) == (128,)
+    assert train.num_levels == 256 and train.num_classes is None and train.data_key == "tokens"
+    assert train.image_shape is None
+    test = load_dataset("stdlib_text", "test", seq_len=64)
+    tokens = test.source.get(np.arange(len(test)))["tokens"]
+    assert tokens.dtype == np.int32 and tokens.shape == (len(test), 64)
+    raw = text.load_bytes("test")
+    assert len(test) == len(raw) // 64
+    # The windows, read in order, are the test files' bytes (the incomplete tail dropped).
+    assert tokens.reshape(-1).astype(np.uint8).tobytes() == raw[: len(test) * 64]
+    # Negative control: the train split holds other bytes.
+    first = train.source.get(np.arange(1))["tokens"][0]
+    assert first.astype(np.uint8).tobytes() != raw[:128]
+    with pytest.raises(TypeError, match=r"accepted: \['seq_len'\]"):
+        load_dataset("stdlib_text", "train", num_samples=5)
+    with pytest.raises(ValueError, match="unknown text split"):
+        load_dataset("stdlib_text", "validation")
