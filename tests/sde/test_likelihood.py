@@ -280,7 +280,7 @@ def test_sharded_batch_matches_single_device_and_examples_are_independent(x64):
     an adaptive controller can turn a rounding difference into a different accept/reject
     decision. In float32 that was seen for 1 of 16 examples (one extra step, a 1e-6 relative
     change); in float64 the margins are ~1e-16 and the results agree to about 1e-12 (the
-suite's unoptimized XLA code rounds differently from optimized code: 1.4e-12 was seen)."""
+    suite's unoptimized XLA code rounds differently from optimized code: 1.4e-12 was seen)."""
     sde = SDES["vp"]
     mixture = GaussianMixture.isotropic(DEQ_WEIGHTS, DEQ_MEANS, 0.35)
     x = jnp.asarray(_to_grid(mixture.sample(jax.random.key(7), 256)))
