@@ -28,7 +28,7 @@ def get_config() -> ExperimentConfig:
         ),
         data=DataConfig(name="digits", batch_size=64),
         optim=OptimConfig(learning_rate=1e-3, grad_clip_norm=1.0, ema_decay=0.999),
-        train=TrainConfig(num_steps=3000, log_every=250, checkpoint_every=1500, sample_every=1500),
+        train=TrainConfig(num_steps=600, log_every=100, checkpoint_every=600, sample_every=600),
         eval=EvalConfig(split="test", num_samples=360, batch_size=360),
         expected="test bits/dim < 2.0 (17 levels)",
     )
