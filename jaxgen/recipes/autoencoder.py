@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen.config import ConfigError, ExperimentConfig
+from jaxgen.config import ConfigError
 from jaxgen.nets.mlp import ACTIVATIONS, MLP
 from jaxgen.recipes.base import Recipe, check_choice, evaluate_in_chunks
 from jaxgen.recipes.decoder_likelihood import DecoderLikelihood
@@ -56,16 +56,8 @@ class AutoencoderRecipe(Recipe):
     config_class = AutoencoderConfig
     state_collections = ("code_stats",)
 
-    def __init__(
-        self,
-        config: ExperimentConfig,
-        *,
-        data_shape: tuple[int, ...],
-        num_levels: int | None,
-        data_key: str = "image",
-    ):
-        super().__init__(config, data_shape=data_shape, num_levels=num_levels, data_key=data_key)
-        m: AutoencoderConfig = config.model
+    def setup(self) -> None:
+        m: AutoencoderConfig = self.config.model
         check_choice("model.activation", m.activation, ACTIVATIONS)
         check_choice("model.penalty", m.penalty, autoencoders.PENALTIES)
         check_choice("model.corruption", m.corruption, autoencoders.CORRUPTIONS)
@@ -74,10 +66,13 @@ class AutoencoderRecipe(Recipe):
         if not 0.0 <= m.code_stats_decay < 1.0:
             raise ConfigError(f"model.code_stats_decay must be in [0, 1), got {m.code_stats_decay}")
         self.likelihood = DecoderLikelihood(
-            m.likelihood, num_levels, fixed_std=m.fixed_std, binarize=m.binarize
+            m.likelihood, self.num_levels, fixed_std=m.fixed_std, binarize=m.binarize
         )
         self.num_dims = flat_size(self.data_shape)
-        self.out_shape = (*self.data_shape[:-1], self.likelihood.decoder_channels(data_shape[-1]))
+        self.out_shape = (
+            *self.data_shape[:-1],
+            self.likelihood.decoder_channels(self.data_shape[-1]),
+        )
         self.modules = ModuleSet(
             {
                 "encoder": lambda rngs: MLP(

@@ -70,6 +70,13 @@ class Recipe(abc.ABC):
         self.data_shape = tuple(data_shape)
         self.num_levels = num_levels
         self.data_key = data_key
+        self.setup()
+
+    @abc.abstractmethod
+    def setup(self) -> None:
+        """Check the family's config and build its networks (``self.config``,
+        ``self.data_shape``, ``self.num_levels`` and ``self.data_key`` are set); families
+        override this instead of ``__init__``."""
 
     @abc.abstractmethod
     def init_params(self, key: jax.Array) -> Any: ...

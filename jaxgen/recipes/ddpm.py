@@ -16,7 +16,7 @@ import numpy as np
 from flax import nnx
 
 from jaxgen import diffusion
-from jaxgen.config import ConfigError, ExperimentConfig
+from jaxgen.config import ConfigError
 from jaxgen.nets.unet import UNet, UNetConfig
 from jaxgen.recipes.base import Recipe, check_choice, evaluate_in_chunks
 from jaxgen.recipes.registry import register
@@ -54,16 +54,8 @@ class DDPMRecipe(Recipe):
     family = "ddpm"
     config_class = DDPMConfig
 
-    def __init__(
-        self,
-        config: ExperimentConfig,
-        *,
-        data_shape: tuple[int, ...],
-        num_levels: int | None,
-        data_key: str = "image",
-    ):
-        super().__init__(config, data_shape=data_shape, num_levels=num_levels, data_key=data_key)
-        m: DDPMConfig = config.model
+    def setup(self) -> None:
+        m: DDPMConfig = self.config.model
         check_choice("model.prediction", m.prediction, diffusion.PREDICTIONS)
         check_choice("model.sampler", m.sampler, SAMPLERS)
         check_choice("model.model_variance", m.model_variance, MODEL_VARIANCES)

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen.config import ConfigError, ExperimentConfig
+from jaxgen.config import ConfigError
 from jaxgen.flows.preprocessing import (
     discrete_log_prob_bound,
     images_to_levels,
@@ -69,26 +69,18 @@ class FlowRecipe(Recipe):
     family = "flow"
     config_class = FlowConfig
 
-    def __init__(
-        self,
-        config: ExperimentConfig,
-        *,
-        data_shape: tuple[int, ...],
-        num_levels: int | None,
-        data_key: str = "image",
-    ):
-        super().__init__(config, data_shape=data_shape, num_levels=num_levels, data_key=data_key)
-        m: FlowConfig = config.model
+    def setup(self) -> None:
+        m: FlowConfig = self.config.model
         check_choice("model.architecture", m.architecture, ARCHITECTURES)
         image = len(self.data_shape) == 3
         if image != (m.architecture != "realnvp2d"):
             raise ConfigError(
-                f"model.architecture={m.architecture!r} does not fit {config.data.name!r} "
+                f"model.architecture={m.architecture!r} does not fit {self.config.data.name!r} "
                 f"(examples of shape {self.data_shape}); use 'realnvp2d' for flat data and "
                 "'realnvp' or 'glow' for images"
             )
-        if image and num_levels is None:
-            raise ConfigError("image flows need discrete images (num_levels)")
+        if image and self.num_levels is None:
+            raise ConfigError("image flows need discrete images (self.num_levels)")
         if m.eval_dequantization_samples < 1 or m.data_init_size < 1:
             raise ConfigError(
                 "model.eval_dequantization_samples and model.data_init_size must be >= 1"

@@ -46,7 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxgen.config import ConfigError, ExperimentConfig
+from jaxgen.config import ConfigError
 from jaxgen.data.toy2d import MIXTURE_NAMES
 from jaxgen.engine.adversarial_step import DISCRIMINATOR, GENERATOR, make_adversarial_train_step
 from jaxgen.engine.optimizer import make_optimizer
@@ -116,16 +116,8 @@ class GANRecipe(Recipe):
     family = "gan"
     config_class = GANConfig
 
-    def __init__(
-        self,
-        config: ExperimentConfig,
-        *,
-        data_shape: tuple[int, ...],
-        num_levels: int | None,
-        data_key: str = "image",
-    ):
-        super().__init__(config, data_shape=data_shape, num_levels=num_levels, data_key=data_key)
-        m: GANConfig = config.model
+    def setup(self) -> None:
+        m: GANConfig = self.config.model
         check_choice("model.game", m.game, GAMES)
         check_choice("model.architecture", m.architecture, ARCHITECTURES)
         check_choice("model.penalty", m.penalty, PENALTIES)

@@ -16,7 +16,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxgen.config import ConfigError, ExperimentConfig
+from jaxgen.config import ConfigError
 from jaxgen.nets.mlp import ACTIVATIONS, MLP, activation_fn
 from jaxgen.recipes.base import Recipe, check_choice, evaluate_in_chunks
 from jaxgen.recipes.decoder_likelihood import DecoderLikelihood
@@ -60,16 +60,8 @@ class HierarchicalVAERecipe(Recipe):
     family = "hierarchical_vae"
     config_class = HierarchicalVAEConfig
 
-    def __init__(
-        self,
-        config: ExperimentConfig,
-        *,
-        data_shape: tuple[int, ...],
-        num_levels: int | None,
-        data_key: str = "image",
-    ):
-        super().__init__(config, data_shape=data_shape, num_levels=num_levels, data_key=data_key)
-        m: HierarchicalVAEConfig = config.model
+    def setup(self) -> None:
+        m: HierarchicalVAEConfig = self.config.model
         check_choice("model.activation", m.activation, ACTIVATIONS)
         check_choice("model.sample_mode", m.sample_mode, SAMPLE_MODES)
         if not m.latent_dims or len(m.latent_dims) != len(m.hidden):
@@ -84,10 +76,13 @@ class HierarchicalVAERecipe(Recipe):
                 "model.eval_importance_samples must be a multiple of model.eval_chunk_size"
             )
         self.likelihood = DecoderLikelihood(
-            m.likelihood, num_levels, fixed_std=m.fixed_std, binarize=m.binarize
+            m.likelihood, self.num_levels, fixed_std=m.fixed_std, binarize=m.binarize
         )
         self.num_dims = flat_size(self.data_shape)
-        self.out_shape = (*self.data_shape[:-1], self.likelihood.decoder_channels(data_shape[-1]))
+        self.out_shape = (
+            *self.data_shape[:-1],
+            self.likelihood.decoder_channels(self.data_shape[-1]),
+        )
         levels = len(m.latent_dims)
         act = m.activation
         factories = {}

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen.config import ConfigError, ExperimentConfig
+from jaxgen.config import ConfigError
 from jaxgen.engine.adversarial_step import DISCRIMINATOR, GENERATOR, make_adversarial_train_step
 from jaxgen.engine.optimizer import make_optimizer
 from jaxgen.gan import losses
@@ -80,16 +80,8 @@ class Pix2PixRecipe(Recipe):
     family = "pix2pix"
     config_class = Pix2PixConfig
 
-    def __init__(
-        self,
-        config: ExperimentConfig,
-        *,
-        data_shape: tuple[int, ...],
-        num_levels: int | None,
-        data_key: str = "image",
-    ):
-        super().__init__(config, data_shape=data_shape, num_levels=num_levels, data_key=data_key)
-        m: Pix2PixConfig = config.model
+    def setup(self) -> None:
+        m: Pix2PixConfig = self.config.model
         if len(self.data_shape) != 3:
             raise ConfigError(f"pix2pix needs image data, got example shape {self.data_shape}")
         h, w, c = self.data_shape

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgen.autoregressive.image_sampling import bits_per_dim, image_log_prob, sample_image
-from jaxgen.config import ConfigError, ExperimentConfig
+from jaxgen.config import ConfigError
 from jaxgen.nets.pixelcnn import GatedPixelCNN, PixelCNN
 from jaxgen.recipes.base import Recipe, check_choice, evaluate_in_chunks
 from jaxgen.recipes.modules import ModuleSet
@@ -60,21 +60,13 @@ class PixelCNNRecipe(Recipe):
     family = "pixelcnn"
     config_class = PixelCNNConfig
 
-    def __init__(
-        self,
-        config: ExperimentConfig,
-        *,
-        data_shape: tuple[int, ...],
-        num_levels: int | None,
-        data_key: str = "image",
-    ):
-        super().__init__(config, data_shape=data_shape, num_levels=num_levels, data_key=data_key)
-        m: PixelCNNConfig = config.model
+    def setup(self) -> None:
+        m: PixelCNNConfig = self.config.model
         check_choice("model.architecture", m.architecture, ARCHITECTURES)
-        if len(self.data_shape) != 3 or num_levels is None:
+        if len(self.data_shape) != 3 or self.num_levels is None:
             raise ConfigError(
-                f"pixelcnn models discrete images; {config.data.name!r} has examples of shape "
-                f"{self.data_shape} and levels {num_levels}"
+                f"pixelcnn models discrete images; {self.config.data.name!r} has examples of shape "
+                f"{self.data_shape} and levels {self.num_levels}"
             )
         if m.num_classes and m.architecture != "gated":
             raise ConfigError("class conditioning needs model.architecture='gated'")
@@ -87,10 +79,10 @@ class PixelCNNRecipe(Recipe):
         )
         if m.architecture == "gated":
             factory = lambda rngs: GatedPixelCNN(  # noqa: E731
-                self.data_shape, num_levels, num_classes=m.num_classes, rngs=rngs, **common
+                self.data_shape, self.num_levels, num_classes=m.num_classes, rngs=rngs, **common
             )
         else:
-            factory = lambda rngs: PixelCNN(self.data_shape, num_levels, rngs=rngs, **common)  # noqa: E731
+            factory = lambda rngs: PixelCNN(self.data_shape, self.num_levels, rngs=rngs, **common)  # noqa: E731
         self.modules = ModuleSet({"model": factory})
 
     def init_params(self, key: jax.Array) -> Any:

@@ -21,7 +21,7 @@ import numpy as np
 from flax import nnx
 
 from jaxgen import sde as sde_lib
-from jaxgen.config import ConfigError, ExperimentConfig
+from jaxgen.config import ConfigError
 from jaxgen.nets.unet import UNet, UNetConfig
 from jaxgen.recipes.base import Recipe, check_choice, evaluate_in_chunks
 from jaxgen.recipes.registry import register
@@ -104,16 +104,8 @@ class ScoreSDERecipe(Recipe):
     family = "score_sde"
     config_class = ScoreSDEConfig
 
-    def __init__(
-        self,
-        config: ExperimentConfig,
-        *,
-        data_shape: tuple[int, ...],
-        num_levels: int | None,
-        data_key: str = "image",
-    ):
-        super().__init__(config, data_shape=data_shape, num_levels=num_levels, data_key=data_key)
-        m: ScoreSDEConfig = config.model
+    def setup(self) -> None:
+        m: ScoreSDEConfig = self.config.model
         check_choice("model.sde", m.sde, tuple(sde_lib.SDES))
         check_choice("model.parameterization", m.parameterization, sde_lib.PARAMETERIZATIONS)
         check_choice("model.weighting", m.weighting, score_matching.WEIGHTINGS)

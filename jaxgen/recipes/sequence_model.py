@@ -57,7 +57,7 @@ import numpy as np
 
 from jaxgen.autoregressive.losses import bits_per_token, shift_right, token_cross_entropy
 from jaxgen.autoregressive.sampling import sample_sequence, sample_sequence_uncached
-from jaxgen.config import ConfigError, ExperimentConfig
+from jaxgen.config import ConfigError
 from jaxgen.data import text
 from jaxgen.nets.causal_conv import CausalConvNet
 from jaxgen.nets.rnn import RNNLM
@@ -100,24 +100,16 @@ class SequenceModelRecipe(Recipe):
     family = "sequence_model"
     config_class = SequenceModelConfig
 
-    def __init__(
-        self,
-        config: ExperimentConfig,
-        *,
-        data_shape: tuple[int, ...],
-        num_levels: int | None,
-        data_key: str = "image",
-    ):
-        super().__init__(config, data_shape=data_shape, num_levels=num_levels, data_key=data_key)
-        m: SequenceModelConfig = config.model
+    def setup(self) -> None:
+        m: SequenceModelConfig = self.config.model
         check_choice("model.architecture", m.architecture, ARCHITECTURES)
-        self.is_text = data_key == TOKEN_KEY and len(self.data_shape) == 1
+        self.is_text = self.data_key == TOKEN_KEY and len(self.data_shape) == 1
         is_image = len(self.data_shape) == 3
-        if num_levels is None or not (self.is_text or is_image):
+        if self.num_levels is None or not (self.is_text or is_image):
             raise ConfigError(
                 f"sequence_model needs discrete images (H, W, C) or token windows (T,) under "
-                f"{TOKEN_KEY!r}; {config.data.name!r} has {data_key!r} examples of shape "
-                f"{self.data_shape} and levels {num_levels}"
+                f"{TOKEN_KEY!r}; {self.config.data.name!r} has {self.data_key!r} examples of shape "
+                f"{self.data_shape} and levels {self.num_levels}"
             )
         sizes = {"dim": m.dim, "num_layers": m.num_layers}
         if m.architecture == "transformer":
@@ -131,7 +123,7 @@ class SequenceModelRecipe(Recipe):
             raise ConfigError(
                 f"model.dim ({m.dim}) must be a multiple of model.num_heads ({m.num_heads})"
             )
-        self.vocab_size = int(num_levels)
+        self.vocab_size = int(self.num_levels)
         self.bos = self.vocab_size
         self.length = int(np.prod(self.data_shape))
         self.sample_length = self._check_sample_length(m)

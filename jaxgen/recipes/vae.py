@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen.config import ConfigError, ExperimentConfig
+from jaxgen.config import ConfigError
 from jaxgen.nets.mlp import ACTIVATIONS, MLP
 from jaxgen.recipes import latent_figures
 from jaxgen.recipes.base import Recipe, check_choice, evaluate_in_chunks
@@ -78,16 +78,8 @@ class VAERecipe(Recipe):
     family = "vae"
     config_class = VAEConfig
 
-    def __init__(
-        self,
-        config: ExperimentConfig,
-        *,
-        data_shape: tuple[int, ...],
-        num_levels: int | None,
-        data_key: str = "image",
-    ):
-        super().__init__(config, data_shape=data_shape, num_levels=num_levels, data_key=data_key)
-        m: VAEConfig = config.model
+    def setup(self) -> None:
+        m: VAEConfig = self.config.model
         check_choice("model.objective", m.objective, OBJECTIVES)
         check_choice("model.kl_estimator", m.kl_estimator, elbo.KL_ESTIMATORS)
         check_choice("model.free_bits_mode", m.free_bits_mode, elbo.FREE_BITS_MODES)
@@ -108,7 +100,7 @@ class VAERecipe(Recipe):
                 f"multiple of model.eval_chunk_size ({m.eval_chunk_size})"
             )
         self.likelihood = DecoderLikelihood(
-            m.likelihood, num_levels, fixed_std=m.fixed_std, binarize=m.binarize
+            m.likelihood, self.num_levels, fixed_std=m.fixed_std, binarize=m.binarize
         )
         self.num_dims = flat_size(self.data_shape)
         out_channels = self.likelihood.decoder_channels(self.data_shape[-1])

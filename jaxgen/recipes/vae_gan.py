@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen.config import ConfigError, ExperimentConfig
+from jaxgen.config import ConfigError
 from jaxgen.nets.mlp import ACTIVATIONS, MLP
 from jaxgen.recipes.base import Recipe, check_choice, evaluate_in_chunks
 from jaxgen.recipes.modules import ModuleSet
@@ -57,16 +57,8 @@ class VAEGANRecipe(Recipe):
     family = "vae_gan"
     config_class = VAEGANConfig
 
-    def __init__(
-        self,
-        config: ExperimentConfig,
-        *,
-        data_shape: tuple[int, ...],
-        num_levels: int | None,
-        data_key: str = "image",
-    ):
-        super().__init__(config, data_shape=data_shape, num_levels=num_levels, data_key=data_key)
-        m: VAEGANConfig = config.model
+    def setup(self) -> None:
+        m: VAEGANConfig = self.config.model
         check_choice("model.activation", m.activation, ACTIVATIONS)
         if m.gamma < 0 or m.beta < 0:
             raise ConfigError("model.gamma and model.beta must be >= 0")

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen.config import ConfigError, ExperimentConfig
+from jaxgen.config import ConfigError
 from jaxgen.images import make_grid
 from jaxgen.nets.conv_autoencoder import ConvDecoder, ConvEncoder
 from jaxgen.recipes import latent_figures
@@ -68,23 +68,17 @@ class VQVAERecipe(Recipe):
     family = "vqvae"
     config_class = VQVAEConfig
 
-    def __init__(
-        self,
-        config: ExperimentConfig,
-        *,
-        data_shape: tuple[int, ...],
-        num_levels: int | None,
-        data_key: str = "image",
-    ):
-        super().__init__(config, data_shape=data_shape, num_levels=num_levels, data_key=data_key)
-        m: VQVAEConfig = config.model
+    def setup(self) -> None:
+        m: VQVAEConfig = self.config.model
         check_choice("model.codebook_update", m.codebook_update, CODEBOOK_UPDATES)
         if len(self.data_shape) != 3:
-            raise ConfigError(f"VQ-VAE needs (H, W, C) images, the data have shape {data_shape}")
-        factor = 2**m.num_downsamples
-        if data_shape[0] % factor or data_shape[1] % factor:
             raise ConfigError(
-                f"model.num_downsamples={m.num_downsamples}: the image size {data_shape[:2]} "
+                f"VQ-VAE needs (H, W, C) images, the data have shape {self.data_shape}"
+            )
+        factor = 2**m.num_downsamples
+        if self.data_shape[0] % factor or self.data_shape[1] % factor:
+            raise ConfigError(
+                f"model.num_downsamples={m.num_downsamples}: the image size {self.data_shape[:2]} "
                 f"is not divisible by {factor}"
             )
         if m.num_codes < 2 or m.embedding_dim < 1:
@@ -92,10 +86,10 @@ class VQVAERecipe(Recipe):
         if m.dead_code_threshold > 0 and m.codebook_update != "ema":
             raise ConfigError("model.dead_code_threshold > 0 needs model.codebook_update='ema'")
         self.likelihood = DecoderLikelihood(
-            m.likelihood, num_levels, fixed_std=m.fixed_std, binarize=m.binarize
+            m.likelihood, self.num_levels, fixed_std=m.fixed_std, binarize=m.binarize
         )
-        self.grid = (data_shape[0] // factor, data_shape[1] // factor)
-        self.num_dims = int(np.prod(data_shape))
+        self.grid = (self.data_shape[0] // factor, self.data_shape[1] // factor)
+        self.num_dims = int(np.prod(self.data_shape))
         self.state_collections = ("codebook_ema",) if m.codebook_update == "ema" else ()
         net = dict(
             channels=m.channels,
@@ -106,11 +100,11 @@ class VQVAERecipe(Recipe):
         self.modules = ModuleSet(
             {
                 "encoder": lambda rngs: ConvEncoder(
-                    data_shape[-1], m.embedding_dim, rngs=rngs, **net
+                    self.data_shape[-1], m.embedding_dim, rngs=rngs, **net
                 ),
                 "decoder": lambda rngs: ConvDecoder(
                     m.embedding_dim,
-                    self.likelihood.decoder_channels(data_shape[-1]),
+                    self.likelihood.decoder_channels(self.data_shape[-1]),
                     rngs=rngs,
                     **net,
                 ),
