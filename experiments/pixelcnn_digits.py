@@ -30,5 +30,5 @@ def get_config() -> ExperimentConfig:
         optim=OptimConfig(learning_rate=1e-3, grad_clip_norm=1.0, ema_decay=0.999),
         train=TrainConfig(num_steps=1000, log_every=250, checkpoint_every=1000, sample_every=1000),
         eval=EvalConfig(split="test", num_samples=360, batch_size=360),
-        expected="test bits/dim < 2.0 (17 levels)",
+        expected="test bits/dim < 2.0 (17 levels; measured 1.84, digit FD 20.7)",
     )
