@@ -44,6 +44,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxgen.autoregressive.sampling import filter_logits
+from jaxgen.diffusion.variational_bound import bits_per_dim as nats_to_bits_per_dim
 
 __all__ = ["bits_per_dim", "image_log_prob", "sample_image"]
 
@@ -147,4 +148,4 @@ def bits_per_dim(log_prob: jax.Array, num_dims: int) -> jax.Array:
     """``-log_prob / (num_dims log 2)``: a log-likelihood in nats -> bits per dimension."""
     if int(num_dims) != num_dims or num_dims < 1:
         raise ValueError(f"num_dims must be a positive integer, got {num_dims!r}.")
-    return -jnp.asarray(log_prob) / (num_dims * math.log(2.0))
+    return nats_to_bits_per_dim(-jnp.asarray(log_prob), num_dims)

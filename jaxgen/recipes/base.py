@@ -156,5 +156,17 @@ def evaluate_in_chunks(
     return jax.tree.map(lambda *parts: np.concatenate(parts), *chunks)
 
 
+def nll_summary(nll: Any, num_dims: int) -> dict[str, float]:
+    """Mean held-out negative log-likelihood in nats, its standard error, and bits/dim
+    (``nats / (D log 2)``) from per-example NLLs."""
+    nll = np.asarray(nll, np.float64)
+    return {
+        "nll_nats": float(nll.mean()),
+        "nll_nats_stderr": float(nll.std(ddof=1) / np.sqrt(len(nll))) if len(nll) > 1 else 0.0,
+        "bits_per_dim": float(nll.mean() / (num_dims * np.log(2.0))),
+        "num_examples": float(len(nll)),
+    }
+
+
 def _per_example(values: np.ndarray, n: int) -> np.ndarray:
     return np.full(n, values) if values.ndim == 0 else values[:n]

@@ -18,6 +18,7 @@ reduced-temperature sampling, ``z ~ N(0, T^2 I)``).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import jax
@@ -33,7 +34,7 @@ from jaxgen.flows.preprocessing import (
     unit_to_levels,
 )
 from jaxgen.nets.flow_nets import Glow, RealNVP, RealNVP2D, data_init_params
-from jaxgen.recipes.base import Recipe, check_choice, evaluate_in_chunks
+from jaxgen.recipes.base import Recipe, check_choice, evaluate_in_chunks, nll_summary
 from jaxgen.recipes.modules import ModuleSet
 from jaxgen.recipes.registry import register
 
@@ -115,7 +116,9 @@ class FlowRecipe(Recipe):
 
     # ------------------------------------------------------------------ parameters
 
+    @functools.cache  # noqa: B019  (one recipe per run; read the data once, not per init)
     def _data_init_batch(self) -> np.ndarray:
+        """The first ``model.data_init_size`` training examples (read once)."""
         from jaxgen.data.registry import load_dataset
 
         data = self.config.data
@@ -171,18 +174,10 @@ class FlowRecipe(Recipe):
     def evaluate(self, params, images, key):
         """Test negative log-likelihood (nats, standard error) and, for images, bits/dim of
         the dequantized bound (averaged over ``eval_dequantization_samples`` draws)."""
-        log_p = np.asarray(
-            evaluate_in_chunks(
-                self._eval_chunk, params, images, key, batch_size=self.config.eval.batch_size
-            ),
-            np.float64,
+        log_p = evaluate_in_chunks(
+            self._eval_chunk, params, images, key, batch_size=self.config.eval.batch_size
         )
-        nll = -log_p
-        out = {
-            "nll_nats": float(nll.mean()),
-            "nll_nats_stderr": float(nll.std(ddof=1) / np.sqrt(len(nll))) if len(nll) > 1 else 0.0,
-            "num_examples": float(len(nll)),
-        }
-        if self.num_levels is not None:
-            out["bits_per_dim"] = float(nll.mean() / (self.num_dims * np.log(2.0)))
+        out = nll_summary(-np.asarray(log_p, np.float64), self.num_dims)
+        if self.num_levels is None:  # a continuous density: nats only
+            del out["bits_per_dim"]
         return out

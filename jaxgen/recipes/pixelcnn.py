@@ -23,8 +23,9 @@ import numpy as np
 
 from jaxgen.autoregressive.image_sampling import bits_per_dim, image_log_prob, sample_image
 from jaxgen.config import ConfigError
+from jaxgen.flows.preprocessing import images_to_levels, levels_to_images
 from jaxgen.nets.pixelcnn import GatedPixelCNN, PixelCNN
-from jaxgen.recipes.base import Recipe, check_choice, evaluate_in_chunks
+from jaxgen.recipes.base import Recipe, check_choice, evaluate_in_chunks, nll_summary
 from jaxgen.recipes.modules import ModuleSet
 from jaxgen.recipes.registry import register
 
@@ -44,13 +45,6 @@ class PixelCNNConfig:
     sample_temperature: float = 1.0
     sample_top_k: int | None = None
     sample_top_p: float | None = None
-
-
-def to_levels(images: jax.Array, num_levels: int) -> jax.Array:
-    """Images in [-1, 1] on the grid ``2 k / (L - 1) - 1`` to integer levels ``k``."""
-    return jnp.clip(jnp.round((images + 1.0) * (num_levels - 1) / 2.0), 0, num_levels - 1).astype(
-        jnp.int32
-    )
 
 
 @register
@@ -103,7 +97,7 @@ class PixelCNNRecipe(Recipe):
         return batch["label"]
 
     def loss(self, params, batch, key):
-        levels = to_levels(batch[self.data_key], self.num_levels)
+        levels = images_to_levels(batch[self.data_key], num_levels=self.num_levels)
         log_prob = image_log_prob(self.logits(params, levels, self._labels(batch)), levels)
         return -log_prob, {"bits_per_dim": bits_per_dim(log_prob, self.num_dims)}
 
@@ -123,10 +117,10 @@ class PixelCNNRecipe(Recipe):
             top_k=m.sample_top_k,
             top_p=m.sample_top_p,
         )
-        return levels.astype(jnp.float32) * (2.0 / (self.num_levels - 1)) - 1.0
+        return levels_to_images(levels, num_levels=self.num_levels)
 
     def _eval_chunk(self, params, images, key):
-        levels = to_levels(images, self.num_levels)
+        levels = images_to_levels(images, num_levels=self.num_levels)
         return image_log_prob(self.logits(params, levels), levels)
 
     def evaluate(self, params, images, key):
@@ -137,10 +131,4 @@ class PixelCNNRecipe(Recipe):
         log_prob = evaluate_in_chunks(
             self._eval_chunk, params, images, key, batch_size=self.config.eval.batch_size
         )
-        nll = -np.asarray(log_prob, np.float64)
-        return {
-            "nll_nats": float(nll.mean()),
-            "nll_nats_stderr": float(nll.std(ddof=1) / np.sqrt(len(nll))) if len(nll) > 1 else 0.0,
-            "bits_per_dim": float(nll.mean() / (self.num_dims * np.log(2.0))),
-            "num_examples": float(len(nll)),
-        }
+        return nll_summary(-np.asarray(log_prob, np.float64), self.num_dims)

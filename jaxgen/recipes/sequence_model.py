@@ -59,12 +59,12 @@ from jaxgen.autoregressive.losses import bits_per_token, shift_right, token_cros
 from jaxgen.autoregressive.sampling import sample_sequence, sample_sequence_uncached
 from jaxgen.config import ConfigError
 from jaxgen.data import text
+from jaxgen.flows.preprocessing import images_to_levels, levels_to_images
 from jaxgen.nets.causal_conv import CausalConvNet
 from jaxgen.nets.rnn import RNNLM
 from jaxgen.nets.transformer import CausalTransformer
-from jaxgen.recipes.base import Recipe, check_choice, evaluate_in_chunks
+from jaxgen.recipes.base import Recipe, check_choice, evaluate_in_chunks, nll_summary
 from jaxgen.recipes.modules import ModuleSet
-from jaxgen.recipes.pixelcnn import to_levels
 from jaxgen.recipes.registry import register
 
 ARCHITECTURES = ("transformer", "lstm", "gru", "causal_conv")
@@ -178,7 +178,7 @@ class SequenceModelRecipe(Recipe):
         """(B, T) int32 tokens: images flattened to levels in raster order, or the tokens."""
         if self.is_text:
             return jnp.asarray(data).astype(jnp.int32)
-        levels = to_levels(jnp.asarray(data), self.vocab_size)
+        levels = images_to_levels(jnp.asarray(data), num_levels=self.vocab_size)
         return levels.reshape(levels.shape[0], -1)
 
     def from_tokens(self, tokens: jax.Array) -> jax.Array:
@@ -186,7 +186,7 @@ class SequenceModelRecipe(Recipe):
         if self.is_text:
             return tokens
         levels = tokens.reshape(tokens.shape[0], *self.data_shape)
-        return levels.astype(jnp.float32) * (2.0 / (self.vocab_size - 1)) - 1.0
+        return levels_to_images(levels, num_levels=self.vocab_size)
 
     def decode_samples(self, samples: Any) -> list[str]:
         """Sampled byte tokens (N, T) -> N strings (UTF-8, invalid bytes as U+FFFD)."""
@@ -227,15 +227,8 @@ class SequenceModelRecipe(Recipe):
         log_prob = evaluate_in_chunks(
             self._eval_chunk, params, images, key, batch_size=self.config.eval.batch_size
         )
-        nll = -np.asarray(log_prob, np.float64)
-        bits = float(nll.mean() / (self.length * np.log(2.0)))
-        return {
-            "nll_nats": float(nll.mean()),
-            "nll_nats_stderr": float(nll.std(ddof=1) / np.sqrt(len(nll))) if len(nll) > 1 else 0.0,
-            "bits_per_dim": bits,
-            "bits_per_token": bits,
-            "num_examples": float(len(nll)),
-        }
+        out = nll_summary(-np.asarray(log_prob, np.float64), self.length)
+        return {**out, "bits_per_token": out["bits_per_dim"]}
 
     # ------------------------------------------------------------------ sampling
 
