@@ -28,7 +28,9 @@ sys.path.insert(0, str(ROOT))
 
 from jaxgen.config import apply_overrides, load_experiment  # noqa: E402
 from jaxgen.engine import sharding  # noqa: E402
-from jaxgen.engine.trainer import abstract_train_state, build_recipe, load_train_dataset  # noqa: E402
+from jaxgen.engine.trainer import abstract_train_state  # noqa: E402
+from jaxgen.run import build_recipe, load_train_dataset  # noqa: E402
+from jaxgen.run.data import init_batch_for  # noqa: E402
 
 
 def _time(fn, *, repeats: int) -> float:
@@ -65,8 +67,9 @@ def step_throughput(
     mesh = sharding.make_mesh()
     dataset = load_train_dataset(config)
     recipe = build_recipe(config, dataset)
-    tx, init_fn, _, shardings = abstract_train_state(recipe, config, mesh)
-    state = jax.jit(init_fn, out_shardings=shardings)()
+    init_batch = init_batch_for(recipe, dataset)
+    tx, init_fn, _, shardings = abstract_train_state(recipe, config, mesh, init_batch=init_batch)
+    state = jax.jit(init_fn, out_shardings=shardings)(init_batch)
     b = config.data.batch_size
     images = np.resize(
         dataset.source.get(np.arange(min(b, len(dataset.source))))["image"],

@@ -28,11 +28,42 @@ def _configure_runtime() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (``--steps 0`` is an error, never silently ignored)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+    return value
+
+
+# command-line flag -> the sample option of ``Recipe.sample`` it sets.
+SAMPLE_FLAGS = {
+    "sampler": "sampler",
+    "steps": "num_steps",
+    "eta": "eta",
+    "temperature": "temperature",
+}
+
+
+def _sample_options(args: argparse.Namespace) -> dict[str, object]:
+    """The sample options given on the command line (flags left out are not passed)."""
+    return {
+        option: getattr(args, flag)
+        for flag, option in SAMPLE_FLAGS.items()
+        if getattr(args, flag, None) is not None
+    }
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from jaxgen.config import apply_overrides, load_experiment
-    from jaxgen.engine.trainer import train
+    from jaxgen.run import model_config_class, train
 
-    config = apply_overrides(load_experiment(args.config), args.overrides)
+    config = apply_overrides(
+        load_experiment(args.config, resolve_model=model_config_class), args.overrides
+    )
     workdir = args.workdir or os.path.join("runs", config.name)
     result = train(config, workdir)
     summary = {"workdir": str(result.workdir), "step": result.step, **result.metrics}
@@ -46,46 +77,24 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from jaxgen.engine.inference import draw_samples, load_run
-    from jaxgen.images import density_picture, save_grid, save_png
+    from jaxgen.run import check_sample_options, draw_samples, load_run, write_samples
 
     run = load_run(args.workdir, step=args.step, overrides=args.overrides)
-    kwargs = {}
-    if args.sampler:
-        kwargs["sampler"] = args.sampler
-    if args.steps:
-        kwargs["num_steps"] = args.steps
-    if args.eta is not None:
-        kwargs["eta"] = args.eta
-    samples = draw_samples(run, num_samples=args.num_samples, seed=args.seed, **kwargs)
+    options = _sample_options(args)
+    check_sample_options(run.recipe, options)
+    samples = draw_samples(run, num_samples=args.num_samples, seed=args.seed, **options)
     out = pathlib.Path(args.out or pathlib.Path(args.workdir) / "samples")
-    out.mkdir(parents=True, exist_ok=True)
-    stem = f"samples_step{run.step}_seed{args.seed}"
-    np.save(out / f"{stem}.npy", samples)
-    record = {"npy": str(out / f"{stem}.npy"), "shape": list(samples.shape)}
-    if samples.ndim == 4:  # images: a grid
-        record["png"] = str(save_grid(out / f"{stem}.png", samples[: min(len(samples), 256)]))
-    elif hasattr(run.recipe, "decode_samples"):  # token sequences: text
-        text = "\n\n-----\n\n".join(run.recipe.decode_samples(samples))
-        (out / f"{stem}.txt").write_text(text)
-        record["txt"] = str(out / f"{stem}.txt")
-    elif samples.ndim == 2 and samples.shape[1] == 2:  # 2-D points: their density
-        record["png"] = str(save_png(out / f"{stem}.png", density_picture(samples), upscale=4))
+    record = write_samples(run, samples, out, f"samples_step{run.step}_seed{args.seed}")
     print(json.dumps(record))
     return 0
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from jaxgen.engine.inference import evaluate_run, load_run
+    from jaxgen.run import check_sample_options, evaluate_run, load_run
 
     run = load_run(args.workdir, step=args.step, overrides=args.overrides)
-    kwargs = {}
-    if args.sampler:
-        kwargs["sampler"] = args.sampler
-    if args.steps:
-        kwargs["num_steps"] = args.steps
+    kwargs = _sample_options(args)
+    check_sample_options(run.recipe, kwargs)
     results = evaluate_run(
         run,
         split=args.split,
@@ -98,13 +107,39 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Fills ``{samplers}`` in a help text with the recipes' declared samplers (only when
+    help is printed: it imports every recipe)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = super()._get_help_string(action)
+        if text and "{samplers}" in text:
+            from jaxgen.run import sampler_help
+
+            text = text.replace("{samplers}", sampler_help())
+        return text
+
+
+def _add_sample_flags(p: argparse.ArgumentParser, sampler_help: str) -> None:
+    """The sample options a family may declare (``Recipe.sample_options``); a flag the
+    run's family does not declare is an error (exit code 2)."""
+    p.add_argument("--sampler", help=f"{sampler_help} ({{samplers}})")
+    p.add_argument("--steps", type=_positive_int, help="sampler steps (num_steps, >= 1)")
+    p.add_argument(
+        "--eta", type=float, help="eta of samplers that take one (DDIM: 0 = deterministic)"
+    )
+    p.add_argument("--temperature", type=float, help="sampling temperature")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="jaxgen", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="jaxgen", description=__doc__, formatter_class=_HelpFormatter
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train (or resume) an experiment config")
+    p = sub.add_parser(
+        "train", help="train (or resume) an experiment config", formatter_class=_HelpFormatter
+    )
     p.add_argument("config", help="experiment file (experiments/*.py) or a run's config.json")
     p.add_argument("--workdir", help="run directory (default: runs/<config name>)")
     p.add_argument(
@@ -112,28 +147,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(fn=_cmd_train)
 
-    p = sub.add_parser("sample", help="draw samples from a trained run (PNG grid and .npy)")
-    p.add_argument("--workdir", required=True)
-    p.add_argument("--num-samples", type=int, default=64)
-    p.add_argument(
-        "--sampler",
-        help="override the config's sampler (ddpm: ancestral, ddim; score_sde: pc, "
-        "euler_maruyama, ode_euler, ode_heun, ode_adaptive, dpm_solver, edm)",
+    p = sub.add_parser(
+        "sample",
+        help="draw samples from a trained run (PNG grid and .npy)",
+        formatter_class=_HelpFormatter,
     )
-    p.add_argument("--steps", type=int, help="sampler steps")
-    p.add_argument("--eta", type=float, help="DDIM eta (0 = deterministic)")
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--num-samples", type=_positive_int, default=64)
+    _add_sample_flags(p, "override the config's sampler")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--step", type=int, help="checkpoint step (default: newest good one)")
     p.add_argument("--out", help="output directory (default: <workdir>/samples)")
     p.add_argument("overrides", nargs="*", help="sampling settings key=value, e.g. model.snr=0.1")
     p.set_defaults(fn=_cmd_sample)
 
-    p = sub.add_parser("eval", help="bits/dim on held-out data and a sample-quality score")
+    p = sub.add_parser(
+        "eval",
+        help="bits/dim on held-out data and a sample-quality score",
+        formatter_class=_HelpFormatter,
+    )
     p.add_argument("--workdir", required=True)
     p.add_argument("--split", help="held-out split (default: the config's eval.split)")
-    p.add_argument("--num-samples", type=int, help="samples for the quality score")
-    p.add_argument("--sampler", help="sampler for the quality score (default: the config's)")
-    p.add_argument("--steps", type=int, help="sampler steps for the quality score")
+    p.add_argument("--num-samples", type=_positive_int, help="samples for the quality score")
+    _add_sample_flags(p, "sampler for the quality score (default: the config's)")
     p.add_argument(
         "--no-likelihood", action="store_true", help="skip bits/dim (only the quality score)"
     )
@@ -158,9 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = [*args.overrides, *extra]
     _configure_runtime()
     from jaxgen.config import ConfigError
-    from jaxgen.data.tfds_images import DatasetNotFoundError
-    from jaxgen.engine.checkpointing import CheckpointError
-    from jaxgen.engine.trainer import NonFiniteLossError
+    from jaxgen.run import CheckpointError, DatasetNotFoundError, NonFiniteLossError
 
     try:
         return args.fn(args)

@@ -4,6 +4,14 @@ An experiment is one Python file with a ``get_config() -> ExperimentConfig`` fun
 (see ``experiments/``). Every field has a type, so a command-line override such as
 ``optim.learning_rate=1e-3`` is parsed and checked against it, and a misspelt key is an
 error that names the key and suggests the closest valid one, never a silent no-op.
+
+A config dataclass may declare renamed fields, ``RENAMED: ClassVar[dict[str, str]] =
+{"old": "new"}``: an old key in an override, a file or a saved ``config.json`` is an error
+that names the new key.
+
+This module imports nothing of jaxgen above it: the model-config class of a family (the
+``model`` section) comes from a resolver, passed as ``resolve_model=`` or installed once by
+the application floor (``jaxgen.run``) with :func:`set_model_config_resolver`.
 """
 
 from __future__ import annotations
@@ -17,10 +25,13 @@ import pathlib
 import sys
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+ModelConfigResolver = Callable[[str], type]
+_resolver: ModelConfigResolver | None = None
 
 
 class ConfigError(ValueError):
@@ -122,14 +133,25 @@ def to_dict(config: Any) -> dict[str, Any]:
     return out
 
 
-def from_dict(cls: type[T], data: Mapping[str, Any], *, path: str = "") -> T:
-    """Build ``cls`` from a nested dict, rejecting unknown keys and wrong types."""
+def from_dict(
+    cls: type[T],
+    data: Mapping[str, Any],
+    *,
+    path: str = "",
+    resolve_model: ModelConfigResolver | None = None,
+) -> T:
+    """Build ``cls`` from a nested dict, rejecting unknown keys, renamed keys and wrong types.
+
+    ``resolve_model(family)`` gives the model-config class of an ``ExperimentConfig``'s
+    ``model`` section (default: the resolver installed by :func:`set_model_config_resolver`).
+    """
     if not isinstance(data, Mapping):
         raise ConfigError(f"config section {path or '<root>'!r} must be a mapping, got {data!r}")
     hints = _type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     for key in data:
         if key not in names:
+            _check_renamed(cls, key, path)
             raise ConfigError(_unknown_key_message(path + key, key, names))
     kwargs = {}
     for field in dataclasses.fields(cls):
@@ -139,7 +161,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any], *, path: str = "") -> T:
         kind = hints[field.name]
         sub = f"{path}{field.name}"
         if field.name == "model" and cls is ExperimentConfig:
-            kind = model_config_class(data.get("family", ""))
+            kind = (resolve_model or model_config_class)(data.get("family", ""))
         if dataclasses.is_dataclass(kind):
             kwargs[field.name] = from_dict(kind, value, path=sub + ".")
         else:
@@ -150,11 +172,28 @@ def from_dict(cls: type[T], data: Mapping[str, Any], *, path: str = "") -> T:
         raise ConfigError(f"config section {path.rstrip('.') or '<root>'!r}: {err}") from err
 
 
-def model_config_class(family: str) -> type:
-    """The model-config dataclass registered for a family name."""
-    from jaxgen.recipes import registry
+def set_model_config_resolver(resolver: ModelConfigResolver | None) -> None:
+    """Install ``resolver(family) -> model-config class`` (``jaxgen.run`` installs its family
+    table on import)."""
+    global _resolver
+    _resolver = resolver
 
-    return registry.get_recipe(family).config_class
+
+def model_config_class(family: str) -> type:
+    """The model-config dataclass of a family name, from the installed resolver."""
+    if _resolver is None:
+        raise ConfigError(
+            f"cannot find the model config of family {family!r}: no family table is installed "
+            "(import jaxgen.run, or pass resolve_model=)"
+        )
+    return _resolver(family)
+
+
+def _check_renamed(cls: type, key: str, path: str) -> None:
+    """``ConfigError`` naming the new key if ``key`` is a renamed field of ``cls``."""
+    renamed = getattr(cls, "RENAMED", None) or {}
+    if key in renamed:
+        raise ConfigError(f"config key {path + key!r} was renamed to {path + renamed[key]!r}")
 
 
 # ----------------------------------------------------------------------------- overrides
@@ -180,7 +219,13 @@ def apply_overrides(config: T, overrides: Sequence[str]) -> T:
         for part in parents:
             node = node[part]
         node[leaf] = _parse_literal(raw)
-    return from_dict(type(config), data)
+    model = getattr(config, "model", None)
+    family = getattr(config, "family", None)
+
+    def resolve(name: str) -> type:
+        return type(model) if name == family else model_config_class(name)
+
+    return from_dict(type(config), data, resolve_model=resolve)
 
 
 def _check_path(node: Any, parts: list[str], full_key: str) -> None:
@@ -188,6 +233,7 @@ def _check_path(node: Any, parts: list[str], full_key: str) -> None:
     names = [f.name for f in dataclasses.fields(node)]
     head = parts[0]
     if head not in names:
+        _check_renamed(type(node), head, full_key[: len(full_key) - len(".".join(parts))])
         prefix = full_key[: len(full_key) - len(".".join(parts))]
         raise ConfigError(_unknown_key_message(full_key, head, names, prefix=prefix))
     current = getattr(node, head)
@@ -283,14 +329,16 @@ def _type_name(kind: Any) -> str:
 # ----------------------------------------------------------------------------- files
 
 
-def load_experiment(spec: str) -> ExperimentConfig:
+def load_experiment(
+    spec: str, *, resolve_model: ModelConfigResolver | None = None
+) -> ExperimentConfig:
     """Load ``get_config()`` from an experiment file (``experiments/ddpm_digits.py``) or a
-    saved ``config.json``."""
+    saved ``config.json`` (whose ``model`` section ``resolve_model`` types)."""
     path = pathlib.Path(spec)
     if not path.exists():
         raise ConfigError(f"experiment config {spec!r} does not exist")
     if path.suffix == ".json":
-        return config_from_json(path.read_text())
+        return config_from_json(path.read_text(), resolve_model=resolve_model)
     module_name = f"jaxgen_experiment_{path.stem}"
     module_spec = importlib.util.spec_from_file_location(module_name, path)
     if module_spec is None or module_spec.loader is None:
@@ -311,8 +359,11 @@ def config_to_json(config: ExperimentConfig) -> str:
     return json.dumps(to_dict(config), indent=2, sort_keys=True)
 
 
-def config_from_json(text: str) -> ExperimentConfig:
-    return from_dict(ExperimentConfig, json.loads(text))
+def config_from_json(
+    text: str, *, resolve_model: ModelConfigResolver | None = None
+) -> ExperimentConfig:
+    """An ``ExperimentConfig`` from its JSON text (see :func:`from_dict`)."""
+    return from_dict(ExperimentConfig, json.loads(text), resolve_model=resolve_model)
 
 
 def diff_configs(a: Any, b: Any, prefix: str = "") -> list[str]:

@@ -18,13 +18,12 @@ import time
 import numpy as np
 import pytest
 
-from jaxgen.cli import main
-from jaxgen.config import apply_overrides, load_experiment
+from jaxgen.cli import build_parser, main
+from jaxgen.config import ConfigError, apply_overrides, load_experiment
 from jaxgen.engine import sharding
-from jaxgen.engine.inference import load_run
-from jaxgen.engine.trainer import train
+from jaxgen.run import families, get_recipe, load_run, train
 from tests.engine.test_trainer import EXPERIMENT as _EXPERIMENT
-from tests.engine.test_trainer import TINY, leaves_close
+from tests.engine.test_trainer import TINY, leaves_close, tiny_config
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 EXPERIMENT = str(_EXPERIMENT)
@@ -108,6 +107,76 @@ def test_bad_input_gives_a_clear_error_not_a_traceback(tmp_path, capsys, extra, 
 def test_sample_without_a_run_is_a_clear_error(tmp_path, capsys):
     assert main(["sample", "--workdir", str(tmp_path)]) == 2
     assert "not a jaxgen run directory" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def vae_run(tmp_path_factory) -> pathlib.Path:
+    """A two-step run of the small VAE (the family declares no sampler steps)."""
+    workdir = tmp_path_factory.mktemp("vae") / "run"
+    train(tiny_config("train.num_steps=2"), workdir, mesh=sharding.make_mesh(1))
+    return workdir
+
+
+def test_a_sample_option_the_family_lacks_is_a_one_line_error(vae_run, capsys):
+    recipe = get_recipe("vae")
+    assert "num_steps" not in recipe.sample_options
+    capsys.readouterr()
+    assert main(["sample", "--workdir", str(vae_run), "--steps", "5"]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "'vae'" in err and "num_steps" in err
+    assert f"its sample options: {', '.join(recipe.sample_options) or 'none'}" in err
+    assert not captured.out  # nothing was drawn
+    assert main(["eval", "--workdir", str(vae_run), "--steps", "5", "--no-likelihood"]) == 2
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "x"])
+def test_steps_below_one_are_refused_not_ignored(tmp_path, capsys, value):
+    with pytest.raises(SystemExit) as info:
+        main(["sample", "--workdir", str(tmp_path), "--steps", value])
+    assert info.value.code == 2
+    assert "--steps" in capsys.readouterr().err
+
+
+def test_eval_time_overrides_only_for_declared_fields(vae_run, monkeypatch):
+    from jaxgen.recipes.vae import VAERecipe
+
+    # eval.* is always allowed; model fields only if the family declares them
+    run = load_run(vae_run, overrides=["eval.max_examples=7"])
+    assert run.config.eval.max_examples == 7
+    with pytest.raises(ConfigError, match="'model.hidden' cannot be changed after training"):
+        load_run(vae_run, overrides=["model.hidden=(32,)"])
+    monkeypatch.setattr(VAERecipe, "eval_time_fields", ("eval_importance_samples",))
+    run = load_run(vae_run, overrides=["model.eval_importance_samples=16"])
+    assert run.config.model.eval_importance_samples == 16
+    with pytest.raises(ConfigError, match="only eval.\\*, model.eval_importance_samples"):
+        load_run(vae_run, overrides=["model.latent_dim=3"])
+
+
+def test_samples_do_not_depend_on_chunk_size_or_devices(vae_run):
+    from jaxgen.run import draw_samples
+
+    run = load_run(vae_run)
+    reference = draw_samples(run, num_samples=64, seed=3, batch_size=64)
+    assert reference.shape == (64, 8, 8, 1)
+    np.testing.assert_array_equal(
+        draw_samples(run, num_samples=64, seed=3, batch_size=16), reference
+    )
+    one_device = draw_samples(
+        run, num_samples=24, seed=3, batch_size=16, mesh=sharding.make_mesh(1)
+    )
+    np.testing.assert_allclose(one_device, reference[:24], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(draw_samples(run, num_samples=8, seed=4), reference[:8])
+
+
+def test_sampler_help_lists_the_recipes_samplers():
+    sample = build_parser()._subparsers._group_actions[0].choices["sample"]
+    text = " ".join(sample.format_help().split())
+    declared = {f: get_recipe(f).samplers for f in families() if get_recipe(f).samplers}
+    assert declared, "some family declares its samplers"
+    for family, samplers in declared.items():
+        assert f"{family}: {', '.join(samplers)}" in text
 
 
 def _start(workdir: pathlib.Path, *extra: str) -> subprocess.Popen:

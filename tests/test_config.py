@@ -1,9 +1,17 @@
-"""Config: strict overrides, typed parsing, JSON round trips, experiment files."""
+"""Config: strict overrides, typed parsing, JSON round trips, experiment files, renamed keys.
 
+``jaxgen.config`` knows no family: the ``model`` section of a saved config is typed by a
+resolver (``resolve_model=``, or the family table that importing ``jaxgen.run`` installs).
+"""
+
+import dataclasses
 import pathlib
+from typing import ClassVar
 
 import pytest
 
+import jaxgen.run  # noqa: F401  (installs the family table as the config's resolver)
+from jaxgen import config as config_module
 from jaxgen.config import (
     ConfigError,
     ExperimentConfig,
@@ -11,6 +19,7 @@ from jaxgen.config import (
     config_from_json,
     config_to_json,
     diff_configs,
+    from_dict,
     load_experiment,
 )
 
@@ -103,3 +112,60 @@ def test_every_experiment_file_loads():
 def test_missing_experiment_file():
     with pytest.raises(ConfigError, match="does not exist"):
         load_experiment("experiments/nope.py")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Inner:
+    width: int = 2
+    RENAMED: ClassVar[dict[str, str]] = {"size": "width"}
+
+
+@dataclasses.dataclass(frozen=True)
+class _ToyModel:
+    sample_steps: int = 10
+    inner: _Inner = dataclasses.field(default_factory=_Inner)
+    RENAMED: ClassVar[dict[str, str]] = {"ddim_steps": "sample_steps"}
+
+
+def _toy_config() -> ExperimentConfig:
+    return ExperimentConfig(family="toy", model=_ToyModel())
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.ddim_steps=5", "config key 'model.ddim_steps' was renamed to 'model.sample_steps'"),
+        ("model.inner.size=3", "config key 'model.inner.size' was renamed to 'model.inner.width'"),
+    ],
+)
+def test_a_renamed_key_in_an_override_names_the_new_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        apply_overrides(_toy_config(), [override])
+    # the new key works, and a RENAMED class variable is not a config field
+    assert apply_overrides(_toy_config(), ["model.sample_steps=5"]).model.sample_steps == 5
+    assert "RENAMED" not in config_to_json(_toy_config())
+
+
+def test_a_renamed_key_in_a_saved_config_names_the_new_key():
+    text = config_to_json(_toy_config())
+    assert config_from_json(text, resolve_model=lambda family: _ToyModel) == _toy_config()
+    old = text.replace('"sample_steps"', '"ddim_steps"')
+    with pytest.raises(ConfigError, match="'model.ddim_steps' was renamed to 'model.sample_steps'"):
+        config_from_json(old, resolve_model=lambda family: _ToyModel)
+    with pytest.raises(ConfigError, match="'size' was renamed to 'width'"):
+        from_dict(_Inner, {"size": 3})
+
+
+def test_ddpm_ddim_steps_was_renamed_to_sample_steps(digits_config):
+    with pytest.raises(ConfigError, match="'model.ddim_steps' was renamed to 'model.sample_steps'"):
+        apply_overrides(digits_config, ["model.ddim_steps=50"])
+
+
+def test_config_alone_knows_no_family(monkeypatch):
+    # Without a resolver (jaxgen.run not imported), a saved config says what is missing;
+    # an override of a loaded config needs none (the model's class is at hand).
+    monkeypatch.setattr(config_module, "_resolver", None)
+    text = config_to_json(_toy_config())
+    with pytest.raises(ConfigError, match="no family table is installed"):
+        config_from_json(text)
+    assert apply_overrides(_toy_config(), ["train.seed=3"]).train.seed == 3

@@ -1,19 +1,21 @@
 """Every experiment config loads, names a known family and dataset, states its expected
 result and its run command; the digits ones build their recipe; the score-SDE CIFAR-10
-config trains a step on mock TFDS data (with a small network)."""
+config trains a step on mock TFDS data (with a small network). Every family in the table
+declares its sampling and evaluation-time settings consistently."""
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 
 import numpy as np
 import pytest
 
-from jaxgen.config import apply_overrides, load_experiment
+from jaxgen.config import ConfigError, apply_overrides, load_experiment
 from jaxgen.data.registry import DATASET_NAMES
 from jaxgen.engine import sharding
-from jaxgen.engine.trainer import build_recipe, load_train_dataset, train
-from jaxgen.recipes.registry import families
+from jaxgen.engine.recipe import SAMPLE_OPTIONS, Recipe
+from jaxgen.run import build_recipe, families, get_recipe, load_train_dataset, train
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 EXPERIMENTS = sorted(p for p in (ROOT / "experiments").glob("*.py") if not p.name.startswith("_"))
@@ -30,6 +32,26 @@ def test_experiment_config_is_complete(path):
     if config.data.name == "digits":
         recipe = build_recipe(config, load_train_dataset(config))
         assert recipe.data_shape == (8, 8, 1)
+        assert recipe.num_classes == 10  # the run floor passes the dataset's classes
+
+
+@pytest.mark.parametrize("family", families())
+def test_family_table_entry_declares_its_settings(family):
+    cls = get_recipe(family)
+    assert issubclass(cls, Recipe) and cls.family == family
+    assert set(cls.sample_options) <= set(SAMPLE_OPTIONS), cls.sample_options
+    assert bool(cls.samplers) == ("sampler" in cls.sample_options), (
+        "a family that takes sampler= names its samplers, and only then"
+    )
+    fields = {f.name for f in dataclasses.fields(cls.config_class)}
+    assert set(cls.eval_time_fields) <= fields, "eval-time fields are model-config fields"
+    assert cls.init_batch_size >= 0
+    assert cls.sample_condition_split in (None, "train", "test")
+
+
+def test_unknown_family_suggests_the_closest():
+    with pytest.raises(ConfigError, match="unknown model family 'vea'; did you mean 'vae'"):
+        get_recipe("vea")
 
 
 def test_sde_cifar10_config_trains_on_mock_tfds_data(tmp_path):
@@ -87,7 +109,7 @@ def test_vae_paper_configs_train_and_evaluate_on_mock_tfds_data(name, tiny, tmp_
     and the CIFAR-10 VQ-VAE (trained) on mock TFDS data with small networks."""
     import tensorflow_datasets as tfds
 
-    from jaxgen.engine.inference import evaluate_run, load_run
+    from jaxgen.run import evaluate_run, load_run
 
     config = apply_overrides(
         load_experiment(str(ROOT / "experiments" / f"{name}.py")),

@@ -42,12 +42,17 @@ def init_optimizer_state(tx: Optimizer, params: Any) -> Any:
 
 
 def init_train_state(
-    init_params: Callable[[jax.Array], Any], tx: Optimizer, *, seed: int
+    init_params: Callable[..., Any],
+    tx: Optimizer,
+    *,
+    seed: int,
+    init_batch: Mapping[str, Any] | None = None,
 ) -> TrainState:
-    """Fresh state: params from ``init_params(key)``, EMA = params, step 0; ``tx`` is one
-    optimizer or one per player (see :func:`init_optimizer_state`)."""
+    """Fresh state: params from ``init_params(key)`` (``init_params(key, init_batch)`` when an
+    initialisation batch is given), EMA = params, step 0; ``tx`` is one optimizer or one per
+    player (see :func:`init_optimizer_state`)."""
     init_key, run_key = jax.random.split(jax.random.key(seed))
-    params = init_params(init_key)
+    params = init_params(init_key) if init_batch is None else init_params(init_key, init_batch)
     return TrainState(
         step=jnp.zeros((), jnp.int32),
         params=params,

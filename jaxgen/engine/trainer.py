@@ -1,7 +1,9 @@
 """The training loop shared by every model family.
 
-``train(config, workdir)`` builds the recipe and data, creates or resumes the sharded
-train state, and runs the compiled step until ``train.num_steps``:
+``train_loop(config, workdir, recipe=..., dataset=...)`` takes a built recipe and its
+training data (the application floor, :mod:`jaxgen.run`, builds both from the config),
+creates or resumes the sharded train state, and runs the compiled step until
+``train.num_steps``:
 
 * resume: the newest restorable checkpoint in ``<workdir>/checkpoints`` (damaged ones are
   quarantined with a warning); the batch and PRNG key of a step depend only on the seed
@@ -16,40 +18,31 @@ train state, and runs the compiled step until ``train.num_steps``:
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import functools
+import json
 import logging
 import pathlib
 import signal
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
-import numpy as np
 
-from jaxgen.config import (
-    ConfigError,
-    ExperimentConfig,
-    config_from_json,
-    config_to_json,
-    diff_configs,
-)
+from jaxgen.config import ConfigError, ExperimentConfig, config_to_json, diff_configs
 from jaxgen.data import checks
-from jaxgen.data.augment import random_horizontal_flip
-from jaxgen.data.loader import BatchLoader
-from jaxgen.data.registry import DATASET_NAMES, Dataset, load_dataset
+from jaxgen.data.loader import BatchLoader, Transform
+from jaxgen.data.registry import Dataset
 from jaxgen.engine import sharding
 from jaxgen.engine.checkpointing import Checkpointer
 from jaxgen.engine.metrics_writer import MetricsWriter
 from jaxgen.engine.optimizer import learning_rate_schedule
+from jaxgen.engine.recipe import Recipe
+from jaxgen.engine.sampling import ChunkedSampler, ConditionFn
 from jaxgen.engine.state import TrainState
 from jaxgen.engine.step import Optimizer, init_train_state
 from jaxgen.images import make_grid, save_png
-from jaxgen.recipes.base import Recipe
-from jaxgen.recipes.registry import get_recipe
 
 log = logging.getLogger(__name__)
 
@@ -70,36 +63,25 @@ class TrainResult:
 # ----------------------------------------------------------------------------- set-up
 
 
-def build_recipe(config: ExperimentConfig, dataset: Dataset) -> Recipe:
-    recipe_cls = get_recipe(config.family)
-    return recipe_cls(
-        config,
-        data_shape=dataset.event_shape,
-        num_levels=dataset.num_levels,
-        data_key=dataset.data_key,
-    )
-
-
-def load_train_dataset(config: ExperimentConfig, split: str = "train") -> Dataset:
-    if config.data.name not in DATASET_NAMES:
-        close = difflib.get_close_matches(config.data.name, DATASET_NAMES, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(
-            f"data.name: unknown dataset {config.data.name!r}{hint} "
-            f"(known: {', '.join(DATASET_NAMES)})"
-        )
-    return load_dataset(
-        config.data.name, split, data_dir=config.data.data_dir, download=config.data.download
-    )
-
-
 def abstract_train_state(
-    recipe: Recipe, config: ExperimentConfig, mesh: jax.sharding.Mesh
-) -> tuple[Optimizer, Callable[[], TrainState], Any, Any]:
-    """(init function, abstract state with shardings, sharding tree) for a recipe."""
+    recipe: Recipe,
+    config: ExperimentConfig,
+    mesh: jax.sharding.Mesh,
+    *,
+    init_batch: Mapping[str, Any] | None = None,
+) -> tuple[Optimizer, Callable[..., TrainState], Any, Any]:
+    """(optimizer, init function, abstract state with shardings, sharding tree) for a recipe.
+
+    ``init_fn(init_batch=None)`` builds a fresh state; ``init_batch`` (the recipe's
+    initialisation examples, when ``recipe.init_batch_size > 0``) is its *argument*, so
+    ``jax.jit(init_fn, out_shardings=...)(init_batch)`` does not bake the data into the
+    compiled program. The abstract state is planned from ``init_batch``'s shapes."""
     tx = recipe.make_optimizer(config.train.num_steps)
-    init_fn = functools.partial(init_train_state, recipe.init_params, tx, seed=config.train.seed)
-    shapes = jax.eval_shape(init_fn)
+
+    def init_fn(batch: Mapping[str, Any] | None = None) -> TrainState:
+        return init_train_state(recipe.init_params, tx, seed=config.train.seed, init_batch=batch)
+
+    shapes = jax.eval_shape(init_fn, init_batch)
     shardings = sharding.state_shardings(
         shapes,
         mesh,
@@ -116,8 +98,8 @@ def _check_workdir_config(workdir: pathlib.Path, config: ExperimentConfig) -> No
     """Refuse to resume a run whose model, data or optimizer config changed."""
     path = workdir / "config.json"
     if path.exists():
-        saved = config_from_json(path.read_text())
-        changed = diff_configs(saved, config)
+        saved = json.loads(path.read_text())  # compared as plain dicts: no family needed
+        changed = diff_configs(saved, json.loads(config_to_json(config)))
         fatal = [k for k in changed if not k.startswith(("train.", "eval.", "expected", "name"))]
         if fatal:
             raise ConfigError(
@@ -127,7 +109,7 @@ def _check_workdir_config(workdir: pathlib.Path, config: ExperimentConfig) -> No
             )
         if "train.num_steps" in changed and config.optim.decay != "constant":
             raise ConfigError(
-                f"{workdir} was trained for train.num_steps={saved.train.num_steps} with "
+                f"{workdir} was trained for train.num_steps={saved['train']['num_steps']} with "
                 f"optim.decay={config.optim.decay!r}, whose learning rate depends on num_steps; "
                 f"resuming with num_steps={config.train.num_steps} would not continue that run. "
                 "Use a new --workdir, or optim.decay=constant for runs you intend to extend"
@@ -186,23 +168,36 @@ def _check_finite(step: int, metrics: dict[str, float], checkpointer: Checkpoint
 # ----------------------------------------------------------------------------- the loop
 
 
-def train(
+def train_loop(
     config: ExperimentConfig,
     workdir: str | pathlib.Path,
     *,
+    recipe: Recipe,
+    dataset: Dataset,
     mesh: jax.sharding.Mesh | None = None,
     stop_at_step: int | None = None,
+    init_batch: Mapping[str, Any] | None = None,
+    sample_condition: ConditionFn | None = None,
+    transform: Transform | None = None,
 ) -> TrainResult:
-    """Train (or resume) ``config`` in ``workdir``; see the module docstring.
+    """Train (or resume) ``recipe`` on ``dataset`` in ``workdir``; see the module docstring.
 
-    ``stop_at_step`` behaves like a SIGTERM arriving after that step (a checkpoint is
-    saved and the function returns); tests use it to interrupt and resume runs.
+    Args:
+      config: the experiment (its ``train``, ``optim`` and ``data.batch_size`` settings).
+      workdir: the run directory.
+      recipe: the built recipe.
+      dataset: the training data (its ``source``, ``data_key`` and shapes).
+      mesh: the device mesh (default: all devices).
+      stop_at_step: behave like a SIGTERM arriving after that step (a checkpoint is saved
+        and the function returns); tests use it to interrupt and resume runs.
+      init_batch: the recipe's initialisation examples (``recipe.init_batch_size > 0``).
+      sample_condition: ``condition(indices)`` for the sample grids of recipes conditioned
+        on held-out data (``recipe.sample_condition_split``).
+      transform: a per-batch host augmentation ``transform(batch, rng)`` for the loader.
     """
     workdir = pathlib.Path(workdir)
     _check_workdir_config(workdir, config)
     mesh = mesh or sharding.make_mesh()
-    dataset = load_train_dataset(config)
-    recipe = build_recipe(config, dataset)
     examples_per_step = config.data.batch_size * recipe.minibatches_per_step
     loader = BatchLoader(
         dataset.source,
@@ -210,7 +205,7 @@ def train(
         seed=config.train.seed,
         mesh=mesh,
         data_axis=sharding.DATA_AXIS,
-        transform=random_horizontal_flip if config.data.random_flip else None,
+        transform=transform,
     )
     first = loader.host_batch_at(0)
     if dataset.image_shape is not None:
@@ -218,7 +213,9 @@ def train(
             first[dataset.data_key], expected_shape=dataset.image_shape, name="training images"
         )
 
-    tx, init_fn, abstract, shardings = abstract_train_state(recipe, config, mesh)
+    tx, init_fn, abstract, shardings = abstract_train_state(
+        recipe, config, mesh, init_batch=init_batch
+    )
     checkpointer = Checkpointer(
         workdir / "checkpoints",
         max_to_keep=config.train.keep_checkpoints,
@@ -226,7 +223,7 @@ def train(
     )
     restored = checkpointer.restore_latest(abstract)
     if restored is None:
-        state = jax.jit(init_fn, out_shardings=shardings)()
+        state = jax.jit(init_fn, out_shardings=shardings)(init_batch)
         start = 0
     else:
         state, start = restored
@@ -238,11 +235,15 @@ def train(
         out_shardings=(shardings, sharding.replicated(mesh)),
         donate_argnums=0,
     )
-    sample_fn = jax.jit(
-        recipe.sample,
-        static_argnums=2,
-        out_shardings=sharding.output_sharding(config.train.num_grid_samples, mesh),
-    )
+    sample_fn = None
+    if config.train.sample_every:
+        sample_fn = ChunkedSampler(
+            recipe,
+            num_samples=config.train.num_grid_samples,
+            batch_size=config.train.num_grid_samples,
+            mesh=mesh,
+            condition=sample_condition,
+        )
     writer = MetricsWriter(workdir)
     tcfg = config.train
     total = tcfg.num_steps
@@ -276,7 +277,7 @@ def train(
                     )
                 if checkpoint:
                     checkpointer.save(done, state)
-                if tcfg.sample_every and (done % tcfg.sample_every == 0 or done == total):
+                if sample_fn and (done % tcfg.sample_every == 0 or done == total):
                     _write_samples(sample_fn, state, done, config, workdir, writer)
                 if interrupt and done < total:
                     stopped_early = True
@@ -343,10 +344,10 @@ def sample_key(config: ExperimentConfig, step: int) -> jax.Array:
     return jax.random.fold_in(jax.random.key(config.train.seed + 1), step)
 
 
-def _write_samples(sample_fn, state: TrainState, step: int, config, workdir, writer) -> None:
-    samples = np.asarray(
-        sample_fn(state.ema_params, sample_key(config, step), config.train.num_grid_samples)
-    )
+def _write_samples(
+    sample_fn: ChunkedSampler, state: TrainState, step: int, config, workdir, writer
+) -> None:
+    samples = sample_fn(state.ema_params, sample_key(config, step))
     if samples.ndim != 4 or jax.process_index() != 0:
         return
     grid = make_grid(samples)

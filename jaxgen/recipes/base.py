@@ -1,172 +1,26 @@
-"""The interface between a model family and the training engine.
+"""What every recipe file imports: the protocol (defined by the engine) and small helpers.
 
-A recipe owns a family's networks and wires them to its pure losses and samplers. The
-engine only ever calls these methods, so every family trains, checkpoints, logs and
-samples the same way:
-
-* ``init_params(key)``: parameters as a plain nested dict (pure; the engine jits it with
-  output shardings, and plans shapes with ``jax.eval_shape``).
-* ``loss(params, batch, key)``: ``batch[self.data_key]`` holds the data; returns the
-  per-example loss (B,) and a dict of named per-example terms; the engine's step
-  averages and differentiates it.
-* ``training_loss(params, batch, key, step)``: what the engine actually calls; by default
-  ``loss`` plus no state updates. Families with a schedule over steps (KL warm-up) or
-  non-gradient state (``state_collections``: EMA codebooks, running statistics) override
-  it and return ``(per_example, terms, state_updates)``.
-* ``sample(params, key, num_samples)``: a batch of samples (pure, jittable; ``num_samples``
-  is static).
-* ``evaluate(params, dataset, key)``: host-level evaluation numbers (bits/dim, scores).
-* ``figures(params, images, key)``: named pictures for ``jaxgen eval`` (reconstructions,
-  interpolations, latent maps), as (H, W, C) uint8 pictures (``jaxgen.images.make_grid``).
-
-How a step trains is also the recipe's to say, through the engine's step builders:
-
-* ``make_optimizer(num_steps)``: one optax optimizer from ``config.optim`` (default), or
-  one per player, ``{name: optimizer}`` over top-level parameter entries (GANs);
-* ``make_train_step(tx)``: the uncompiled ``step(state, batch) -> (state, metrics)``;
-  the default is the single-objective ``jaxgen.engine.step.make_train_step`` over
-  ``training_loss``, GANs use ``jaxgen.engine.adversarial_step``;
-* ``minibatches_per_step``: how many minibatches of ``data.batch_size`` one step consumes
-  (``k`` discriminator minibatches for GANs; 1 by default).
+:class:`Recipe` is :class:`jaxgen.engine.recipe.Recipe` (see that module for the protocol);
+``evaluate_in_chunks`` and ``nll_summary`` are engine helpers re-exported here, and
+``check_choice`` is the core validator raising :class:`jaxgen.config.ConfigError`.
 """
 
 from __future__ import annotations
 
-import abc
-from collections.abc import Callable
-from typing import Any, ClassVar
+from collections.abc import Iterable
+from typing import Any
 
-import jax
-import numpy as np
+from jaxgen.config import ConfigError
+from jaxgen.core import validation
+from jaxgen.engine.recipe import Recipe, evaluate_in_chunks, nll_summary, sample_array
 
-from jaxgen.config import ConfigError, ExperimentConfig
-from jaxgen.engine import sharding
-from jaxgen.engine.optimizer import make_optimizer
-from jaxgen.engine.state import TrainState
-from jaxgen.engine.step import Optimizer, make_train_step
+__all__ = ["Recipe", "check_choice", "evaluate_in_chunks", "nll_summary", "sample_array"]
 
 
-class Recipe(abc.ABC):
-    """Base class of model-family recipes; see the module docstring."""
-
-    family: ClassVar[str]
-    config_class: ClassVar[type]
-    state_collections: ClassVar[tuple[str, ...]] = ()
-
-    def __init__(
-        self,
-        config: ExperimentConfig,
-        *,
-        data_shape: tuple[int, ...],
-        num_levels: int | None,
-        data_key: str = "image",
-    ):
-        if not isinstance(config.model, self.config_class):
-            raise TypeError(
-                f"recipe {self.family!r} needs model config {self.config_class.__name__}, "
-                f"got {type(config.model).__name__}"
-            )
-        self.config = config
-        self.data_shape = tuple(data_shape)
-        self.num_levels = num_levels
-        self.data_key = data_key
-        self.setup()
-
-    @abc.abstractmethod
-    def setup(self) -> None:
-        """Check the family's config and build its networks (``self.config``,
-        ``self.data_shape``, ``self.num_levels`` and ``self.data_key`` are set); families
-        override this instead of ``__init__``."""
-
-    @abc.abstractmethod
-    def init_params(self, key: jax.Array) -> Any: ...
-
-    @abc.abstractmethod
-    def loss(
-        self, params: Any, batch: dict[str, jax.Array], key: jax.Array
-    ) -> tuple[jax.Array, dict[str, jax.Array]]: ...
-
-    def training_loss(
-        self, params: Any, batch: dict[str, jax.Array], key: jax.Array, step: jax.Array
-    ) -> tuple[jax.Array, dict[str, jax.Array], dict[str, Any]]:
-        """The engine's objective at ``step``: ``(per_example, terms, state_updates)``."""
-        per_example, terms = self.loss(params, batch, key)
-        return per_example, terms, {}
-
-    @abc.abstractmethod
-    def sample(self, params: Any, key: jax.Array, num_samples: int) -> jax.Array: ...
-
-    @property
-    def minibatches_per_step(self) -> int:
-        """Minibatches of ``data.batch_size`` examples that one training step consumes."""
-        return 1
-
-    def make_optimizer(self, num_steps: int) -> Optimizer:
-        """The optimizer(s) of a ``num_steps`` run (default: one, from ``config.optim``)."""
-        return make_optimizer(self.config.optim, num_steps)
-
-    def make_train_step(
-        self, tx: Optimizer
-    ) -> Callable[[TrainState, Any], tuple[TrainState, dict[str, jax.Array]]]:
-        """The uncompiled training step (default: one objective, ``training_loss``)."""
-        return make_train_step(
-            self.training_loss,
-            tx,
-            ema_decay=self.config.optim.ema_decay,
-            state_collections=self.state_collections,
-        )
-
-    def evaluate(self, params: Any, images: Any, key: jax.Array) -> dict[str, float]:
-        """Evaluation numbers on held-out ``images``; families override this."""
-        return {}
-
-    def figures(self, params: Any, images: Any, key: jax.Array) -> dict[str, np.ndarray]:
-        """Named (H, W, C) uint8 pictures made from held-out ``images``."""
-        return {}
-
-
-def check_choice(key: str, value: str, choices) -> None:
-    """Raises ``ConfigError`` naming ``key`` unless ``value`` is one of ``choices``."""
-    if value not in choices:
-        raise ConfigError(f"{key} must be one of {tuple(choices)}, got {value!r}")
-
-
-def evaluate_in_chunks(
-    fn: Callable[[Any, jax.Array, jax.Array], Any],
-    params: Any,
-    images: Any,
-    key: jax.Array,
-    *,
-    batch_size: int,
-) -> Any:
-    """``fn(params, chunk, key_i)`` jitted over chunks of ``batch_size`` images split over all
-    devices, with per-example outputs concatenated on the host (a pytree of NumPy arrays).
-
-    The last chunk is padded to the same size, so ``fn`` compiles once; its padding rows
-    are dropped. Outputs are per example (leading axis = chunk size); scalar outputs are
-    repeated for each example."""
-    images = np.asarray(images, np.float32)
-    mesh = sharding.make_mesh()
-    jitted = jax.jit(fn)
-    chunks = []
-    for i, start in enumerate(range(0, len(images), batch_size)):
-        chunk, n = sharding.pad_to_devices(images[start : start + batch_size], batch_size, mesh)
-        out = jitted(params, chunk, jax.random.fold_in(key, i))
-        chunks.append(jax.tree.map(lambda a, n=n: _per_example(np.asarray(a), n), out))
-    return jax.tree.map(lambda *parts: np.concatenate(parts), *chunks)
-
-
-def nll_summary(nll: Any, num_dims: int) -> dict[str, float]:
-    """Mean held-out negative log-likelihood in nats, its standard error, and bits/dim
-    (``nats / (D log 2)``) from per-example NLLs."""
-    nll = np.asarray(nll, np.float64)
-    return {
-        "nll_nats": float(nll.mean()),
-        "nll_nats_stderr": float(nll.std(ddof=1) / np.sqrt(len(nll))) if len(nll) > 1 else 0.0,
-        "bits_per_dim": float(nll.mean() / (num_dims * np.log(2.0))),
-        "num_examples": float(len(nll)),
-    }
-
-
-def _per_example(values: np.ndarray, n: int) -> np.ndarray:
-    return np.full(n, values) if values.ndim == 0 else values[:n]
+def check_choice(key: str, value: Any, choices: Iterable[Any]) -> Any:
+    """``value`` if it is one of ``choices``, else a ``ConfigError`` naming ``key``, the value
+    and the allowed ones (:func:`jaxgen.core.validation.check_choice`)."""
+    try:
+        return validation.check_choice(key, value, choices)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None

@@ -25,13 +25,8 @@ from jaxgen.data.digits import load_digits
 from jaxgen.engine import sharding
 from jaxgen.engine.checkpointing import Checkpointer
 from jaxgen.engine.step import make_train_step
-from jaxgen.engine.trainer import (
-    NonFiniteLossError,
-    abstract_train_state,
-    build_recipe,
-    load_train_dataset,
-    train,
-)
+from jaxgen.engine.trainer import abstract_train_state
+from jaxgen.run import NonFiniteLossError, build_recipe, load_train_dataset, train
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -189,3 +184,14 @@ def test_resuming_with_a_different_model_is_refused(tmp_path):
         ConfigError, match="optim.decay='cosine', whose learning rate depends on num_steps"
     ):
         train(tiny_config("train.num_steps=5"), tmp_path)
+
+
+def test_train_and_evaluate_returns_both(tmp_path):
+    from jaxgen.run import train_and_evaluate
+
+    config = tiny_config("train.num_steps=2", "eval.max_examples=16", "eval.batch_size=8")
+    out = train_and_evaluate(config, tmp_path, num_samples=16)
+    assert out.train.step == 2 and out.eval["step"] == 2.0
+    assert out.eval["num_examples"] == 16 and np.isfinite(out.eval["bits_per_dim"])
+    assert out.eval["digit_fd_num_samples"] == 16  # the digits' sample metric was chosen
+    assert (tmp_path / "eval_test_step2.json").exists()

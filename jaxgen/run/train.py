@@ -1,0 +1,55 @@
+"""Training from a config: data and recipe from the family table, then the engine's loop."""
+
+from __future__ import annotations
+
+import pathlib
+
+import jax
+
+from jaxgen.config import ExperimentConfig
+from jaxgen.data.registry import Dataset
+from jaxgen.engine.recipe import Recipe
+from jaxgen.engine.trainer import TrainResult, train_loop
+from jaxgen.run.data import init_batch_for, load_train_dataset, sample_condition_for, transform_for
+from jaxgen.run.families import get_recipe
+
+
+def build_recipe(config: ExperimentConfig, dataset: Dataset) -> Recipe:
+    """The recipe of ``config.family``, told the data's shape, levels, key and classes."""
+    recipe_cls = get_recipe(config.family)
+    return recipe_cls(
+        config,
+        data_shape=dataset.event_shape,
+        num_levels=dataset.num_levels,
+        data_key=dataset.data_key,
+        num_classes=dataset.num_classes,
+    )
+
+
+def train(
+    config: ExperimentConfig,
+    workdir: str | pathlib.Path,
+    *,
+    mesh: jax.sharding.Mesh | None = None,
+    stop_at_step: int | None = None,
+) -> TrainResult:
+    """Train (or resume) ``config`` in ``workdir`` (see :mod:`jaxgen.engine.trainer`).
+
+    ``stop_at_step`` behaves like a SIGTERM arriving after that step (a checkpoint is
+    saved and the function returns); tests use it to interrupt and resume runs.
+    """
+    dataset = load_train_dataset(config)
+    recipe = build_recipe(config, dataset)
+    return train_loop(
+        config,
+        workdir,
+        recipe=recipe,
+        dataset=dataset,
+        mesh=mesh,
+        stop_at_step=stop_at_step,
+        init_batch=init_batch_for(recipe, dataset),
+        sample_condition=sample_condition_for(recipe, config)
+        if config.train.sample_every
+        else None,
+        transform=transform_for(config),
+    )
