@@ -102,6 +102,7 @@ sys.path.insert(0, str(ROOT))
 
 from jaxgen.distributions import GaussianMixture  # noqa: E402
 from jaxgen.sde import SDE, VPSDE, mixture_score_fn  # noqa: E402
+from jaxgen.sde.samplers.euler_maruyama import prior_and_step_keys  # noqa: E402
 
 BUDGETS = (5, 10, 20, 50)
 BANDWIDTH_FACTORS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0, 2.0)
@@ -768,7 +769,7 @@ def main(argv=None) -> dict:
         floor = dict(mean=float(np.mean(null)), std=float(np.std(null, ddof=1)), values=null)
         print(f"  noise floor MMD^2 {floor['mean']:.2e} +- {floor['std']:.1e}", flush=True)
         key = jax.random.key(7)
-        x_T = VPSDE().prior_sample(jax.random.split(key)[0], (num_samples, mixture.dim))
+        x_T, _ = prior_and_step_keys(VPSDE(), key, (num_samples, mixture.dim), 1)
         rows = run_jaxgen(mixture, mmd, key, num_samples, budgets, repeats, args.quick)
         rows += run_diffusers(mixture, mmd, x_T, budgets, repeats, args.quick)
         summary = summarize(rows, floor, costs)

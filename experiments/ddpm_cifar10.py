@@ -40,7 +40,7 @@ def get_config() -> ExperimentConfig:
             num_timesteps=1000,
             beta_start=1e-4,
             beta_end=0.02,
-            prediction="eps",
+            parameterization="eps",
             model_variance="beta",
             clip_denoised=True,
             sampler="ancestral",

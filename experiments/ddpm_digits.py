@@ -34,7 +34,7 @@ def get_config() -> ExperimentConfig:
             ),
             schedule="linear",
             num_timesteps=1000,
-            prediction="eps",
+            parameterization="eps",
             model_variance="beta",
             clip_denoised=True,
             sampler="ancestral",

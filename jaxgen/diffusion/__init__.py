@@ -3,15 +3,20 @@ losses, the variational bound and samplers (ancestral, DDIM).
 
 Models are plain callables ``model_fn(x, t) -> prediction`` with ``x`` of shape
 ``(B, *event)`` and ``t`` int32 ``(B,)`` holding 0-based steps (``t = 0..T-1`` is the
-paper's ``t = 1..T``). Nothing here imports Flax.
+paper's ``t = 1..T``). A model's ``parameterization`` (eps, x0 or v) is read through
+:mod:`jaxgen.core.parameterization` at ``alpha = sqrt(abar_t)``, ``sigma = sqrt(1 - abar_t)``;
+samplers return :class:`jaxgen.core.SamplerOutput` and draw every example's randomness from
+its own key (:mod:`jaxgen.core.sampling`). Nothing here imports Flax.
 """
 
+from jaxgen.core.sampling import SamplerOutput
 from jaxgen.diffusion.ancestral import ancestral_sample
 from jaxgen.diffusion.ddim import SPACINGS, ddim_sample, ddim_timesteps
 from jaxgen.diffusion.ddpm_loss import ModelFn, ddpm_loss, ddpm_loss_at
 from jaxgen.diffusion.forward import expand_to, extract, q_mean_std, q_posterior, q_sample
 from jaxgen.diffusion.parameterization import (
-    PREDICTIONS,
+    PARAMETERIZATIONS,
+    alpha_sigma,
     eps_from_v,
     eps_from_x0,
     prediction_target,
@@ -21,7 +26,6 @@ from jaxgen.diffusion.parameterization import (
     x0_from_eps,
     x0_from_v,
 )
-from jaxgen.diffusion.sampler_output import SamplerOutput
 from jaxgen.diffusion.schedules import (
     SCHEDULES,
     DiffusionSchedule,
@@ -42,12 +46,13 @@ from jaxgen.diffusion.variational_bound import (
 
 __all__ = [
     "MODEL_VARIANCES",
-    "PREDICTIONS",
+    "PARAMETERIZATIONS",
     "SCHEDULES",
     "SPACINGS",
     "DiffusionSchedule",
     "ModelFn",
     "SamplerOutput",
+    "alpha_sigma",
     "ancestral_sample",
     "bits_per_dim",
     "cosine_schedule",

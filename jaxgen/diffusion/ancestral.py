@@ -8,6 +8,10 @@ where ``mu_theta`` and ``sigma_t^2`` come from
 :func:`jaxgen.diffusion.variational_bound.p_mean_variance` (eq. 11 for an eps model;
 ``sigma_t^2 = beta_t`` or ``beta_tilde_t``). The loop is one ``jax.lax.scan`` over the
 reversed timesteps, so the model is traced once, whatever ``T`` is.
+
+Randomness is per example (:mod:`jaxgen.core.sampling`): example ``b`` draws ``x_T`` and
+every step's ``z`` from its own key alone (``initial_and_step_keys``), so a sample depends
+only on the seed and its index, not on the batch size.
 """
 
 from __future__ import annotations
@@ -17,13 +21,11 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
+from jaxgen.core import sampling
+from jaxgen.core.sampling import SamplerOutput
+from jaxgen.core.validation import check_choice, check_sample_shape
 from jaxgen.diffusion.ddpm_loss import ModelFn
-from jaxgen.diffusion.parameterization import check_prediction
-from jaxgen.diffusion.sampler_output import (
-    SamplerOutput,
-    check_shape,
-    initial_noise_and_step_keys,
-)
+from jaxgen.diffusion.parameterization import check_parameterization
 from jaxgen.diffusion.schedules import DiffusionSchedule
 from jaxgen.diffusion.variational_bound import MODEL_VARIANCES, p_mean_variance
 
@@ -36,7 +38,7 @@ def ancestral_sample(
     key: jax.Array,
     shape: Sequence[int],
     *,
-    prediction: str = "eps",
+    parameterization: str = "eps",
     model_variance: str = "beta",
     clip_denoised: bool = False,
 ) -> SamplerOutput:
@@ -47,9 +49,10 @@ def ancestral_sample(
     Args:
       model_fn: ``model_fn(x_t, t) -> prediction``, ``t`` int32 ``(B,)`` 0-based.
       schedule: the diffusion schedule (``T`` steps).
-      key: a ``jax.random.key``.
+      key: one ``jax.random.key`` (example ``b`` uses ``fold_in(key, b)``) or ``(B,)``
+        per-example keys.
       shape: static sample shape ``(B, *event)``.
-      prediction: what ``model_fn`` predicts: ``"eps"``, ``"x0"`` or ``"v"``.
+      parameterization: what ``model_fn`` predicts: ``"eps"``, ``"x0"`` or ``"v"``.
       model_variance: ``"beta"`` (``sigma_t^2 = beta_t``) or ``"posterior"``
         (``sigma_t^2 = beta_tilde_t``).
       clip_denoised: clip each ``x_0`` estimate to ``[-1, 1]``.
@@ -58,14 +61,11 @@ def ancestral_sample(
       :class:`SamplerOutput` with ``samples`` of shape ``shape`` (the schedule's dtype) and
       ``nfe = T``.
     """
-    check_prediction(prediction)
-    if model_variance not in MODEL_VARIANCES:
-        raise ValueError(
-            f"unknown model_variance {model_variance!r}; expected one of {MODEL_VARIANCES}."
-        )
-    shape = check_shape(shape)
+    check_parameterization(parameterization)
+    check_choice("model_variance", model_variance, MODEL_VARIANCES)
+    shape = check_sample_shape(shape)
     num_t = schedule.num_timesteps
-    x_T, step_keys = initial_noise_and_step_keys(key, shape, num_t, schedule.betas.dtype)
+    x_T, step_keys = sampling.initial_and_step_keys(key, shape, num_t, schedule.betas.dtype)
 
     def step(x, inputs):
         index, step_key = inputs
@@ -75,11 +75,11 @@ def ancestral_sample(
             schedule,
             x,
             t,
-            prediction=prediction,
+            parameterization=parameterization,
             model_variance=model_variance,
             clip_denoised=clip_denoised,
         )
-        z = jax.random.normal(step_key, shape, dtype=x.dtype)
+        z = sampling.normal(step_key, shape[1:], x.dtype)
         std = jnp.where(index > 0, jnp.exp(0.5 * log_var), jnp.zeros_like(log_var))
         return (mean + std * z).astype(x.dtype), None
 

@@ -18,6 +18,10 @@ flow ODE ``d(x / sqrt(abar)) = eps d(sqrt(1 - abar) / sqrt(abar))``, eq. 14); ``
 on all ``T`` steps is ancestral sampling with ``sigma_t^2 = beta_tilde_t`` (DDPM).
 
 The loop is one ``jax.lax.scan`` over the reversed subsequence; the model is traced once.
+Randomness is per example and split as in ancestral sampling
+(:func:`jaxgen.core.sampling.initial_and_step_keys`): for the same key, DDIM on any number of
+steps starts from the same ``x_T``, and with ``eta = 1`` on all ``T`` steps it draws exactly
+the noise of ancestral sampling.
 """
 
 from __future__ import annotations
@@ -28,13 +32,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgen.core import sampling
+from jaxgen.core.sampling import SamplerOutput
+from jaxgen.core.validation import check_choice, check_sample_shape
 from jaxgen.diffusion.ddpm_loss import ModelFn
-from jaxgen.diffusion.parameterization import check_prediction, to_eps, to_x0
-from jaxgen.diffusion.sampler_output import (
-    SamplerOutput,
-    check_shape,
-    initial_noise_and_step_keys,
-)
+from jaxgen.diffusion.parameterization import check_parameterization, to_eps, to_x0
 from jaxgen.diffusion.schedules import DiffusionSchedule
 
 __all__ = ["SPACINGS", "ddim_sample", "ddim_timesteps"]
@@ -60,8 +62,7 @@ def ddim_timesteps(num_timesteps: int, num_steps: int, *, spacing: str = "unifor
     Returns:
       int64 NumPy array of shape ``(S,)``, strictly increasing (a static value).
     """
-    if spacing not in SPACINGS:
-        raise ValueError(f"unknown spacing {spacing!r}; expected one of {SPACINGS}.")
+    check_choice("spacing", spacing, SPACINGS)
     if not isinstance(num_steps, (int, np.integer)) or not 1 <= num_steps <= num_timesteps:
         raise ValueError(
             f"num_steps must be an int in [1, num_timesteps = {num_timesteps}], got {num_steps!r}."
@@ -91,7 +92,7 @@ def ddim_sample(
     *,
     num_steps: int = 50,
     eta: float = 0.0,
-    prediction: str = "eps",
+    parameterization: str = "eps",
     clip_denoised: bool = False,
     spacing: str = "uniform",
 ) -> SamplerOutput:
@@ -100,11 +101,12 @@ def ddim_sample(
     Args:
       model_fn: ``model_fn(x_t, t) -> prediction``, ``t`` int32 ``(B,)`` 0-based.
       schedule: the diffusion schedule the model was trained on.
-      key: a ``jax.random.key`` (only ``x_T`` is random when ``eta = 0``).
+      key: one ``jax.random.key`` (example ``b`` uses ``fold_in(key, b)``) or ``(B,)``
+        per-example keys (only ``x_T`` is random when ``eta = 0``).
       shape: static sample shape ``(B, *event)``.
       num_steps: ``S``, number of model evaluations, ``1 <= S <= T`` (static).
       eta: ``>= 0``; 0 is deterministic DDIM, 1 matches DDPM's posterior variance.
-      prediction: what ``model_fn`` predicts: ``"eps"``, ``"x0"`` or ``"v"``.
+      parameterization: what ``model_fn`` predicts: ``"eps"``, ``"x0"`` or ``"v"``.
       clip_denoised: clip each ``x0_pred`` to ``[-1, 1]`` (eps is then recomputed from the
         clipped ``x0_pred``, so the step stays consistent with ``x_t``).
       spacing: timestep subsequence, see :func:`ddim_timesteps`.
@@ -112,15 +114,15 @@ def ddim_sample(
     Returns:
       :class:`SamplerOutput` with ``samples`` of shape ``shape`` and ``nfe = num_steps``.
     """
-    check_prediction(prediction)
+    check_parameterization(parameterization)
     if isinstance(eta, (int, float)) and not eta >= 0.0:
         raise ValueError(f"eta must be >= 0, got {eta!r}.")
-    shape = check_shape(shape)
+    shape = check_sample_shape(shape)
     steps = ddim_timesteps(schedule.num_timesteps, num_steps, spacing=spacing)
     abar = schedule.alphas_cumprod
     abar_t = abar[steps]
     abar_prev = jnp.concatenate([jnp.ones((1,), abar.dtype), abar[steps[:-1]]])
-    x_T, step_keys = initial_noise_and_step_keys(key, shape, num_steps, abar.dtype)
+    x_T, step_keys = sampling.initial_and_step_keys(key, shape, num_steps, abar.dtype)
 
     def step(x, inputs):
         index, a_t, a_prev, step_key = inputs
@@ -128,19 +130,19 @@ def ddim_sample(
         pred = model_fn(x, t)
         if jnp.shape(pred) != shape:
             raise ValueError(f"model_fn output has shape {jnp.shape(pred)}, expected {shape}.")
-        x0_pred = to_x0(schedule, x, t, pred, prediction=prediction)
+        x0_pred = to_x0(schedule, x, t, pred, parameterization=parameterization)
         if clip_denoised:
             x0_pred = jnp.clip(x0_pred, -1.0, 1.0)
             eps_pred = (x - jnp.sqrt(a_t) * x0_pred) / jnp.sqrt(1.0 - a_t)
         else:
-            eps_pred = to_eps(schedule, x, t, pred, prediction=prediction)
+            eps_pred = to_eps(schedule, x, t, pred, parameterization=parameterization)
         sigma = eta * jnp.sqrt((1.0 - a_prev) / (1.0 - a_t) * (1.0 - a_t / a_prev))
         # sqrt(1 - abar_prev - sigma^2), zero at the last step; safe sqrt keeps gradients
         # (e.g. with respect to eta) finite there.
         dir_var = 1.0 - a_prev - jnp.square(sigma)
         positive = dir_var > 0.0
         direction = jnp.where(positive, jnp.sqrt(jnp.where(positive, dir_var, 1.0)), 0.0)
-        z = jax.random.normal(step_key, shape, dtype=x.dtype)
+        z = sampling.normal(step_key, shape[1:], x.dtype)
         x_prev = jnp.sqrt(a_prev) * x0_pred + direction * eps_pred + sigma * z
         return x_prev.astype(x.dtype), None
 

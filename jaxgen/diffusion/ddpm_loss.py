@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxgen.diffusion.forward import check_timesteps, q_sample
-from jaxgen.diffusion.parameterization import check_prediction, prediction_target
+from jaxgen.diffusion.parameterization import check_parameterization, prediction_target
 from jaxgen.diffusion.schedules import DiffusionSchedule
 
 __all__ = ["ModelFn", "ddpm_loss", "ddpm_loss_at"]
@@ -42,13 +42,13 @@ def ddpm_loss_at(
     t: jax.Array,
     noise: jax.Array,
     *,
-    prediction: str = "eps",
+    parameterization: str = "eps",
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """The DDPM regression loss at given timesteps and noise (deterministic).
 
     ``x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) noise`` (eq. 4) and
     ``loss = mean_event (model_fn(x_t, t) - target)^2`` where ``target`` is ``noise``,
-    ``x_0`` or ``v`` for ``prediction`` ``"eps"``, ``"x0"`` or ``"v"`` (eq. 14 for eps).
+    ``x_0`` or ``v`` for ``parameterization`` ``"eps"``, ``"x0"`` or ``"v"`` (eq. 14 for eps).
 
     Args:
       model_fn: ``model_fn(x_t, t) -> prediction`` of ``x0``'s shape.
@@ -56,13 +56,13 @@ def ddpm_loss_at(
       x0: float data of shape ``(B, *event)``.
       t: int ``(B,)`` 0-based timestep indices.
       noise: standard normal noise of ``x0``'s shape.
-      prediction: what ``model_fn`` predicts: ``"eps"``, ``"x0"`` or ``"v"``.
+      parameterization: what ``model_fn`` predicts: ``"eps"``, ``"x0"`` or ``"v"``.
 
     Returns:
       ``(loss, terms)``: ``loss`` of shape ``(B,)`` and ``terms`` with ``"mse"`` (``(B,)``,
       equal to ``loss``) and ``"t"`` (``(B,)``).
     """
-    check_prediction(prediction)
+    check_parameterization(parameterization)
     check_timesteps(t, x0)
     xt = q_sample(schedule, x0, t, noise)
     pred = model_fn(xt, t)
@@ -70,7 +70,7 @@ def ddpm_loss_at(
         raise ValueError(
             f"model_fn output has shape {jnp.shape(pred)}, expected x0's shape {jnp.shape(x0)}."
         )
-    target = prediction_target(schedule, x0, t, noise, prediction=prediction)
+    target = prediction_target(schedule, x0, t, noise, parameterization=parameterization)
     mse = _event_mean(jnp.square(pred - target))
     return mse, {"mse": mse, "t": t}
 
@@ -81,7 +81,7 @@ def ddpm_loss(
     x0: jax.Array,
     key: jax.Array,
     *,
-    prediction: str = "eps",
+    parameterization: str = "eps",
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Monte Carlo DDPM loss (Ho et al. Algorithm 1; ``L_simple`` of eq. 14 for eps).
 
@@ -93,12 +93,12 @@ def ddpm_loss(
       schedule: the diffusion schedule.
       x0: float data of shape ``(B, *event)``.
       key: a ``jax.random.key``.
-      prediction: what ``model_fn`` predicts: ``"eps"``, ``"x0"`` or ``"v"``.
+      parameterization: what ``model_fn`` predicts: ``"eps"``, ``"x0"`` or ``"v"``.
 
     Returns:
       ``(loss, terms)`` as in :func:`ddpm_loss_at`, ``loss`` of shape ``(B,)``.
     """
-    check_prediction(prediction)
+    check_parameterization(parameterization)
     x0 = jnp.asarray(x0)
     if x0.ndim < 1:
         raise ValueError(f"x0 must have shape (B, *event), got {x0.shape}.")
@@ -107,4 +107,4 @@ def ddpm_loss(
     key_t, key_noise = jax.random.split(key)
     t = jax.random.randint(key_t, (x0.shape[0],), 0, schedule.num_timesteps, dtype=jnp.int32)
     noise = jax.random.normal(key_noise, x0.shape, dtype=x0.dtype)
-    return ddpm_loss_at(model_fn, schedule, x0, t, noise, prediction=prediction)
+    return ddpm_loss_at(model_fn, schedule, x0, t, noise, parameterization=parameterization)

@@ -1,16 +1,23 @@
-"""Conversions between the three DDPM model parameterisations: eps, x0 and v.
+"""DDPM's parameterizations: the discrete-schedule case of :mod:`jaxgen.core.parameterization`.
 
-With ``a = sqrt(abar_t)``, ``s = sqrt(1 - abar_t)`` (so ``a^2 + s^2 = 1``) and
-``x_t = a x_0 + s eps`` (Ho et al. 2020, eq. 4):
+DDPM's forward process (Ho et al. 2020, eq. 4) is the Gaussian path
+``x_t = alpha_t x_0 + sigma_t eps`` with, at the 0-based step index ``t``,
 
-* eps -> x0:  ``x_0 = (x_t - s eps) / a``   (Ho et al. eq. 15, rearranged);
-* x0 -> eps:  ``eps = (x_t - a x_0) / s``;
-* v (Salimans & Ho 2022, Sec. 4 / App. D): ``v = a eps - s x_0``, whence
-  ``x_0 = a x_t - s v`` and ``eps = s x_t + a v``.
+    alpha_t = sqrt(abar_t),      sigma_t = sqrt(1 - abar_t)      (so alpha^2 + sigma^2 = 1),
 
-A model callable predicts one of :data:`PREDICTIONS`; :func:`to_eps` and :func:`to_x0`
-turn any of them into eps or x0. All functions take ``xt`` (or ``x0``) of shape
-``(B, *event)`` and int ``t`` of shape ``(B,)`` (0-based).
+read from the schedule (:func:`alpha_sigma`). Every conversion here is the core's
+(:func:`jaxgen.core.parameterization.to_x0_eps` / ``from_x0_eps``) at those
+``(alpha, sigma)``; nothing is re-derived. For the record, the core's formulas give:
+
+* eps -> x0:  ``x_0 = (x_t - sigma eps) / alpha``   (Ho et al. eq. 15, rearranged);
+* x0 -> eps:  ``eps = (x_t - alpha x_0) / sigma``;
+* v (Salimans & Ho 2022, Sec. 4 / App. D): ``v = alpha eps - sigma x_0``, whence
+  ``x_0 = (alpha x_t - sigma v) / (alpha^2 + sigma^2) = alpha x_t - sigma v`` and
+  ``eps = sigma x_t + alpha v`` on DDPM's variance-preserving path.
+
+A DDPM model callable predicts one of :data:`PARAMETERIZATIONS` (``"eps"``, ``"x0"``,
+``"v"``); :func:`to_eps` and :func:`to_x0` turn any of them into eps or x0. All functions
+take ``xt`` (or ``x0``) of shape ``(B, *event)`` and int ``t`` of shape ``(B,)`` (0-based).
 
 References:
   Ho, Jain, Abbeel. Denoising Diffusion Probabilistic Models. NeurIPS 2020.
@@ -21,12 +28,14 @@ from __future__ import annotations
 
 import jax
 
-from jaxgen.diffusion.forward import extract
+from jaxgen.core import parameterization as core_param
+from jaxgen.diffusion.forward import check_timesteps
 from jaxgen.diffusion.schedules import DiffusionSchedule
 
 __all__ = [
-    "PREDICTIONS",
-    "check_prediction",
+    "PARAMETERIZATIONS",
+    "alpha_sigma",
+    "check_parameterization",
     "eps_from_v",
     "eps_from_x0",
     "prediction_target",
@@ -37,56 +46,58 @@ __all__ = [
     "x0_from_v",
 ]
 
-PREDICTIONS: tuple[str, ...] = ("eps", "x0", "v")
+PARAMETERIZATIONS: tuple[str, ...] = ("eps", "x0", "v")
+"""What a DDPM network may predict (a subset of the core's parameterizations)."""
 
 
-def check_prediction(prediction: str) -> None:
-    """Raises ``ValueError`` unless ``prediction`` is one of :data:`PREDICTIONS`."""
-    if prediction not in PREDICTIONS:
-        raise ValueError(f"unknown prediction {prediction!r}; expected one of {PREDICTIONS}.")
+def check_parameterization(parameterization: str) -> str:
+    """``parameterization`` if it is one of :data:`PARAMETERIZATIONS`, else ``ValueError``."""
+    return core_param.check_parameterization(parameterization, allowed=PARAMETERIZATIONS)
 
 
-def _a_s(schedule: DiffusionSchedule, t: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    return (
-        extract(schedule.sqrt_alphas_cumprod, t, x),
-        extract(schedule.sqrt_one_minus_alphas_cumprod, t, x),
-    )
+def alpha_sigma(
+    schedule: DiffusionSchedule, t: jax.Array, x: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """``(alpha_t, sigma_t) = (sqrt(abar_t), sqrt(1 - abar_t))``, each ``(B,)``, at the 0-based
+    steps ``t`` (checked against ``x`` of shape ``(B, *event)``)."""
+    check_timesteps(t, x)
+    return schedule.sqrt_alphas_cumprod[t], schedule.sqrt_one_minus_alphas_cumprod[t]
+
+
+def _to_x0_eps(schedule, xt, t, pred, parameterization):
+    alpha, sigma = alpha_sigma(schedule, t, xt)
+    return core_param.to_x0_eps(pred, xt, alpha, sigma, parameterization=parameterization)
 
 
 def x0_from_eps(
     schedule: DiffusionSchedule, xt: jax.Array, t: jax.Array, eps: jax.Array
 ) -> jax.Array:
     """``x_0 = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)``."""
-    a, s = _a_s(schedule, t, xt)
-    return (xt - s * eps) / a
+    return _to_x0_eps(schedule, xt, t, eps, "eps")[0]
 
 
 def eps_from_x0(
     schedule: DiffusionSchedule, xt: jax.Array, t: jax.Array, x0: jax.Array
 ) -> jax.Array:
     """``eps = (x_t - sqrt(abar_t) x_0) / sqrt(1 - abar_t)``."""
-    a, s = _a_s(schedule, t, xt)
-    return (xt - a * x0) / s
+    return _to_x0_eps(schedule, xt, t, x0, "x0")[1]
 
 
 def v_from_x0_eps(
     schedule: DiffusionSchedule, x0: jax.Array, t: jax.Array, eps: jax.Array
 ) -> jax.Array:
     """``v = sqrt(abar_t) eps - sqrt(1 - abar_t) x_0`` (Salimans & Ho 2022)."""
-    a, s = _a_s(schedule, t, x0)
-    return a * eps - s * x0
+    return prediction_target(schedule, x0, t, eps, parameterization="v")
 
 
 def x0_from_v(schedule: DiffusionSchedule, xt: jax.Array, t: jax.Array, v: jax.Array) -> jax.Array:
     """``x_0 = sqrt(abar_t) x_t - sqrt(1 - abar_t) v``."""
-    a, s = _a_s(schedule, t, xt)
-    return a * xt - s * v
+    return _to_x0_eps(schedule, xt, t, v, "v")[0]
 
 
 def eps_from_v(schedule: DiffusionSchedule, xt: jax.Array, t: jax.Array, v: jax.Array) -> jax.Array:
     """``eps = sqrt(1 - abar_t) x_t + sqrt(abar_t) v``."""
-    a, s = _a_s(schedule, t, xt)
-    return s * xt + a * v
+    return _to_x0_eps(schedule, xt, t, v, "v")[1]
 
 
 def to_eps(
@@ -95,15 +106,13 @@ def to_eps(
     t: jax.Array,
     pred: jax.Array,
     *,
-    prediction: str,
+    parameterization: str,
 ) -> jax.Array:
-    """Converts a model output ``pred`` of kind ``prediction`` into a noise prediction eps."""
-    check_prediction(prediction)
-    if prediction == "eps":
+    """A model output ``pred`` of kind ``parameterization`` as a noise prediction eps."""
+    check_parameterization(parameterization)
+    if parameterization == "eps":
         return pred
-    if prediction == "x0":
-        return eps_from_x0(schedule, xt, t, pred)
-    return eps_from_v(schedule, xt, t, pred)
+    return _to_x0_eps(schedule, xt, t, pred, parameterization)[1]
 
 
 def to_x0(
@@ -112,15 +121,13 @@ def to_x0(
     t: jax.Array,
     pred: jax.Array,
     *,
-    prediction: str,
+    parameterization: str,
 ) -> jax.Array:
-    """Converts a model output ``pred`` of kind ``prediction`` into a data prediction x0."""
-    check_prediction(prediction)
-    if prediction == "eps":
-        return x0_from_eps(schedule, xt, t, pred)
-    if prediction == "x0":
+    """A model output ``pred`` of kind ``parameterization`` as a data prediction x0."""
+    check_parameterization(parameterization)
+    if parameterization == "x0":
         return pred
-    return x0_from_v(schedule, xt, t, pred)
+    return _to_x0_eps(schedule, xt, t, pred, parameterization)[0]
 
 
 def prediction_target(
@@ -129,15 +136,11 @@ def prediction_target(
     t: jax.Array,
     eps: jax.Array,
     *,
-    prediction: str,
+    parameterization: str,
 ) -> jax.Array:
-    """The regression target of a ``prediction`` model for ``x_t = a x_0 + s eps``.
-
-    ``eps`` for ``"eps"``, ``x_0`` for ``"x0"`` and ``v = a eps - s x_0`` for ``"v"``.
-    """
-    check_prediction(prediction)
-    if prediction == "eps":
-        return eps
-    if prediction == "x0":
-        return x0
-    return v_from_x0_eps(schedule, x0, t, eps)
+    """The regression target of a ``parameterization`` model for ``x_t = a x_0 + s eps``:
+    ``eps`` for ``"eps"``, ``x_0`` for ``"x0"`` and ``v = a eps - s x_0`` for ``"v"``
+    (:func:`jaxgen.core.parameterization.from_x0_eps`)."""
+    check_parameterization(parameterization)
+    alpha, sigma = alpha_sigma(schedule, t, x0)
+    return core_param.from_x0_eps(x0, eps, alpha, sigma, parameterization=parameterization)

@@ -33,9 +33,11 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import log_ndtr
 
+from jaxgen.core.units import bits_per_dim
+from jaxgen.core.validation import check_choice, check_num_levels
 from jaxgen.diffusion.ddpm_loss import ModelFn
 from jaxgen.diffusion.forward import check_timesteps, expand_to, q_posterior, q_sample
-from jaxgen.diffusion.parameterization import check_prediction, to_x0
+from jaxgen.diffusion.parameterization import check_parameterization, to_x0
 from jaxgen.diffusion.schedules import DiffusionSchedule
 
 __all__ = [
@@ -68,14 +70,6 @@ def normal_kl(
         + jnp.square(mean1 - mean2) * jnp.exp(-logvar2)
         - 1.0
     )
-
-
-def _check_num_levels(num_levels: int | None, *, allow_none: bool) -> None:
-    if num_levels is None and allow_none:
-        return
-    if isinstance(num_levels, bool) or not isinstance(num_levels, int) or num_levels < 2:
-        allowed = "None or an int >= 2" if allow_none else "an int >= 2"
-        raise ValueError(f"num_levels must be {allowed}, got {num_levels!r}.")
 
 
 def discretized_gaussian_log_likelihood(
@@ -113,7 +107,7 @@ def discretized_gaussian_log_likelihood(
     Returns:
       ``log P(x)`` elementwise, with ``x``'s shape.
     """
-    _check_num_levels(num_levels, allow_none=False)
+    num_levels = check_num_levels(num_levels)
     x = jnp.asarray(x)
     mean = jnp.asarray(mean)
     if mean.shape != x.shape:
@@ -152,16 +146,13 @@ def discretized_gaussian_log_likelihood(
 def _model_log_variance(
     schedule: DiffusionSchedule, t: jax.Array, x: jax.Array, model_variance: str
 ) -> jax.Array:
+    check_choice("model_variance", model_variance, MODEL_VARIANCES)
     if model_variance == "posterior":
         log_var = schedule.posterior_log_variance_clipped
-    elif model_variance == "beta":
+    else:
         # sigma_t^2 = beta_t, except at t = 1 where beta_tilde_2 is used (the reference code's
         # "fixedlarge"): the decoder's variance then equals the clipped posterior variance.
         log_var = jnp.log(jnp.concatenate([schedule.posterior_variance[1:2], schedule.betas[1:]]))
-    else:
-        raise ValueError(
-            f"unknown model_variance {model_variance!r}; expected one of {MODEL_VARIANCES}."
-        )
     return expand_to(log_var[t], jnp.ndim(x))
 
 
@@ -171,7 +162,7 @@ def p_mean_variance(
     xt: jax.Array,
     t: jax.Array,
     *,
-    prediction: str = "eps",
+    parameterization: str = "eps",
     model_variance: str = "beta",
     clip_denoised: bool = False,
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
@@ -193,7 +184,7 @@ def p_mean_variance(
       schedule: the diffusion schedule.
       xt: noisy data of shape ``(B, *event)``.
       t: int ``(B,)`` 0-based timestep indices.
-      prediction: what ``model_fn`` predicts: ``"eps"``, ``"x0"`` or ``"v"``.
+      parameterization: what ``model_fn`` predicts: ``"eps"``, ``"x0"`` or ``"v"``.
       model_variance: ``"beta"`` or ``"posterior"``.
       clip_denoised: clip ``x0_pred`` to ``[-1, 1]``.
 
@@ -201,7 +192,7 @@ def p_mean_variance(
       ``(mean, variance, log_variance, x0_pred)``; ``mean`` and ``x0_pred`` have ``xt``'s
       shape, the variances ``(B, 1, ..., 1)``.
     """
-    check_prediction(prediction)
+    check_parameterization(parameterization)
     check_timesteps(t, xt)
     log_variance = _model_log_variance(schedule, t, xt, model_variance)
     pred = model_fn(xt, t)
@@ -209,7 +200,7 @@ def p_mean_variance(
         raise ValueError(
             f"model_fn output has shape {jnp.shape(pred)}, expected x's shape {jnp.shape(xt)}."
         )
-    x0_pred = to_x0(schedule, xt, t, pred, prediction=prediction)
+    x0_pred = to_x0(schedule, xt, t, pred, parameterization=parameterization)
     if clip_denoised:
         x0_pred = jnp.clip(x0_pred, -1.0, 1.0)
     mean, _, _ = q_posterior(schedule, x0_pred, xt, t)
@@ -234,7 +225,7 @@ def _terms_at(
     t: jax.Array,
     noise: jax.Array,
     *,
-    prediction: str,
+    parameterization: str,
     model_variance: str,
     num_levels: int | None,
     clip_denoised: bool,
@@ -251,7 +242,7 @@ def _terms_at(
         schedule,
         xt,
         t,
-        prediction=prediction,
+        parameterization=parameterization,
         model_variance=model_variance,
         clip_denoised=clip_denoised,
     )
@@ -266,14 +257,11 @@ def _terms_at(
 
 
 def _check_bound_inputs(
-    x0: jax.Array, prediction: str, model_variance: str, num_levels: int | None
+    x0: jax.Array, parameterization: str, model_variance: str, num_levels: int | None
 ) -> jax.Array:
-    check_prediction(prediction)
-    if model_variance not in MODEL_VARIANCES:
-        raise ValueError(
-            f"unknown model_variance {model_variance!r}; expected one of {MODEL_VARIANCES}."
-        )
-    _check_num_levels(num_levels, allow_none=True)
+    check_parameterization(parameterization)
+    check_choice("model_variance", model_variance, MODEL_VARIANCES)
+    check_num_levels(num_levels, allow_none=True)
     x0 = jnp.asarray(x0)
     if x0.ndim < 1 or not jnp.issubdtype(x0.dtype, jnp.floating):
         raise ValueError(
@@ -288,7 +276,7 @@ def variational_bound(
     x0: jax.Array,
     key: jax.Array,
     *,
-    prediction: str = "eps",
+    parameterization: str = "eps",
     model_variance: str = "beta",
     num_levels: int | None = 256,
     clip_denoised: bool = False,
@@ -304,7 +292,7 @@ def variational_bound(
       schedule: the diffusion schedule.
       x0: float data of shape ``(B, *event)``.
       key: a ``jax.random.key``.
-      prediction: what ``model_fn`` predicts: ``"eps"``, ``"x0"`` or ``"v"``.
+      parameterization: what ``model_fn`` predicts: ``"eps"``, ``"x0"`` or ``"v"``.
       model_variance: ``"beta"`` or ``"posterior"`` (see :func:`p_mean_variance`).
       num_levels: ``None`` for a continuous Gaussian decoder ``-log N(x_0; mu, sigma_1^2)``
         (a bound on a density), or the number of data levels in ``[-1, 1]`` for the
@@ -315,7 +303,7 @@ def variational_bound(
       ``(nats, terms)``: ``nats`` of shape ``(B,)``; ``terms`` has ``"prior"`` (``L_T``),
       ``"diffusion"`` (``sum_{t>=2} L_{t-1}``) and ``"decoder"`` (``L_0``), each ``(B,)``.
     """
-    x0 = _check_bound_inputs(x0, prediction, model_variance, num_levels)
+    x0 = _check_bound_inputs(x0, parameterization, model_variance, num_levels)
     num_t = schedule.num_timesteps
     batch = x0.shape[0]
 
@@ -330,7 +318,7 @@ def variational_bound(
             x0,
             t,
             noise,
-            prediction=prediction,
+            parameterization=parameterization,
             model_variance=model_variance,
             num_levels=num_levels,
             clip_denoised=clip_denoised,
@@ -353,7 +341,7 @@ def variational_bound_estimate(
     x0: jax.Array,
     key: jax.Array,
     *,
-    prediction: str = "eps",
+    parameterization: str = "eps",
     model_variance: str = "beta",
     num_levels: int | None = 256,
     clip_denoised: bool = False,
@@ -372,7 +360,7 @@ def variational_bound_estimate(
       ``"t"`` (the sampled 0-based index) and ``"term"`` (the single-step term,
       unscaled), each ``(B,)``.
     """
-    x0 = _check_bound_inputs(x0, prediction, model_variance, num_levels)
+    x0 = _check_bound_inputs(x0, parameterization, model_variance, num_levels)
     num_t = schedule.num_timesteps
     key_t, key_noise = jax.random.split(key)
     t = jax.random.randint(key_t, (x0.shape[0],), 0, num_t, dtype=jnp.int32)
@@ -383,7 +371,7 @@ def variational_bound_estimate(
         x0,
         t,
         noise,
-        prediction=prediction,
+        parameterization=parameterization,
         model_variance=model_variance,
         num_levels=num_levels,
         clip_denoised=clip_denoised,
@@ -391,10 +379,3 @@ def variational_bound_estimate(
     term = jnp.where(t == 0, nll, kl)
     prior = _prior_kl(schedule, x0)
     return prior + num_t * term, {"prior": prior, "t": t, "term": term}
-
-
-def bits_per_dim(nats: jax.Array, num_dims: int) -> jax.Array:
-    """Converts a per-example bound in nats to bits per dimension: ``nats / (D log 2)``."""
-    if num_dims <= 0:
-        raise ValueError(f"num_dims must be positive, got {num_dims!r}.")
-    return nats / (num_dims * math.log(2.0))

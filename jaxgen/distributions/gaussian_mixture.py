@@ -26,17 +26,23 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
 
-if TYPE_CHECKING:  # annotation only: distributions does not import diffusion at runtime
-    from jaxgen.diffusion.schedules import DiffusionSchedule
-
 __all__ = ["GaussianMixture", "ddpm_eps_oracle"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
+
+
+class DiscreteSchedule(Protocol):
+    """What :func:`ddpm_eps_oracle` reads of a DDPM schedule (e.g. a
+    :class:`jaxgen.diffusion.DiffusionSchedule`; named structurally so that this floor does
+    not import the diffusion family)."""
+
+    sqrt_alphas_cumprod: jax.Array
+    sqrt_one_minus_alphas_cumprod: jax.Array
 
 
 def _per_example(value: jax.Array | float, batch: int, name: str) -> jax.Array:
@@ -195,7 +201,7 @@ def _sample(mixture: GaussianMixture, key: jax.Array, n: int) -> jax.Array:
 
 
 def ddpm_eps_oracle(
-    mixture: GaussianMixture, schedule: DiffusionSchedule
+    mixture: GaussianMixture, schedule: DiscreteSchedule
 ) -> Callable[[jax.Array, jax.Array], jax.Array]:
     """The exact (Bayes-optimal) DDPM noise predictor for data drawn from ``mixture``.
 
@@ -210,7 +216,7 @@ def ddpm_eps_oracle(
 
     Returns:
       ``eps_fn(x, t)`` with ``x`` of shape ``(B, D)`` and ``t`` int ``(B,)`` 0-based,
-      returning ``(B, D)``: a model callable for ``prediction="eps"``.
+      returning ``(B, D)``: a model callable for ``parameterization="eps"``.
     """
 
     def eps_fn(x: jax.Array, t: jax.Array) -> jax.Array:

@@ -8,21 +8,20 @@ The maths lives in ``jaxgen.diffusion`` (pure JAX); this file only connects it t
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 
 import jax
 import numpy as np
 from flax import nnx
 
-from jaxgen import diffusion
+from jaxgen import core, diffusion
 from jaxgen.config import ConfigError
-from jaxgen.nets.unet import UNet, UNetConfig
+from jaxgen.nets import UNet, UNetConfig
 from jaxgen.recipes.base import Recipe, check_choice, evaluate_in_chunks
-from jaxgen.recipes.registry import register
 
-SAMPLERS = ("ancestral", "ddim")
-MODEL_VARIANCES = ("beta", "posterior")
+SAMPLERS: tuple[str, ...] = ("ancestral", "ddim")
+MODEL_VARIANCES: tuple[str, ...] = diffusion.MODEL_VARIANCES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,31 +31,44 @@ class DDPMConfig:
     The defaults are the paper's CIFAR-10 settings: T = 1000, linear betas 1e-4..0.02,
     epsilon prediction with L_simple, sigma_t^2 = beta_t, ancestral sampling with x0
     clipped to [-1, 1].
+
+    Attributes:
+      parameterization: what the U-Net predicts, one of
+        :data:`jaxgen.diffusion.PARAMETERIZATIONS` (``eps``, ``x0``, ``v``).
+      sampler: ``ancestral`` (``T`` steps) or ``ddim`` (``sample_steps`` steps, noise
+        ``ddim_eta``).
     """
+
+    RENAMED: ClassVar[dict[str, str]] = {
+        "prediction": "parameterization",
+        "ddim_steps": "sample_steps",
+    }
 
     unet: UNetConfig = dataclasses.field(default_factory=UNetConfig)
     schedule: str = "linear"
     num_timesteps: int = 1000
     beta_start: float = 1e-4
     beta_end: float = 0.02
-    prediction: str = "eps"
+    parameterization: str = "eps"
     model_variance: str = "beta"
     clip_denoised: bool = True
     sampler: str = "ancestral"
-    ddim_steps: int = 100
+    sample_steps: int = 100
     ddim_eta: float = 0.0
 
 
-@register
 class DDPMRecipe(Recipe):
     """U-Net + L_simple + ancestral/DDIM sampling + variational bound."""
 
     family = "ddpm"
     config_class = DDPMConfig
+    samplers = SAMPLERS
+    sample_options = ("sampler", "num_steps", "eta")
+    eval_time_fields = ("sampler", "sample_steps", "ddim_eta", "clip_denoised")
 
     def setup(self) -> None:
         m: DDPMConfig = self.config.model
-        check_choice("model.prediction", m.prediction, diffusion.PREDICTIONS)
+        check_choice("model.parameterization", m.parameterization, diffusion.PARAMETERIZATIONS)
         check_choice("model.sampler", m.sampler, SAMPLERS)
         check_choice("model.model_variance", m.model_variance, MODEL_VARIANCES)
         if len(self.data_shape) != 3:
@@ -75,7 +87,8 @@ class DDPMRecipe(Recipe):
     def _make_unet(self, key: jax.Array) -> UNet:
         return UNet(self.config.model.unet, image_shape=self.data_shape, rngs=nnx.Rngs(key))
 
-    def init_params(self, key: jax.Array) -> Any:
+    def init_params(self, key: jax.Array, init_batch: Mapping[str, jax.Array] | None = None) -> Any:
+        del init_batch  # no data-dependent initialisation
         return nnx.to_pure_dict(nnx.split(self._make_unet(key))[1])
 
     def model_fn(self, params: Any, *, dropout_key: jax.Array | None = None) -> Callable:
@@ -98,7 +111,7 @@ class DDPMRecipe(Recipe):
             self.schedule,
             batch[self.data_key],
             diffusion_key,
-            prediction=self.config.model.prediction,
+            parameterization=self.config.model.parameterization,
         )
 
     def sample(
@@ -107,35 +120,47 @@ class DDPMRecipe(Recipe):
         key: jax.Array,
         num_samples: int,
         *,
-        sampler: str | None = None,
-        num_steps: int | None = None,
-        eta: float | None = None,
-    ) -> jax.Array:
+        first_index: int | jax.Array = 0,
+        condition: Mapping[str, jax.Array] | None = None,
+        **options: Any,
+    ) -> core.SamplerOutput:
+        """``num_samples`` images; example ``i`` is example ``first_index + i`` of the draw
+        with ``key`` (its noise comes from ``core.example_keys(key, num_samples,
+        start=first_index)[i]`` alone). Options: ``sampler`` (``ancestral``/``ddim``),
+        ``num_steps`` (DDIM's steps, default ``model.sample_steps``), ``eta`` (DDIM's noise,
+        default ``model.ddim_eta``)."""
+        del condition  # unconditional
+        _check_options(options, self.sample_options)
         m: DDPMConfig = self.config.model
-        sampler = sampler or m.sampler
+        sampler = options.get("sampler") or m.sampler
         check_choice("sampler", sampler, SAMPLERS)
+        num_steps, eta = options.get("num_steps"), options.get("eta")
+        if sampler == "ancestral" and (num_steps is not None or eta is not None):
+            raise ConfigError(
+                "num_steps and eta apply to the 'ddim' sampler; 'ancestral' takes all "
+                f"{m.num_timesteps} steps"
+            )
+        keys = core.example_keys(key, num_samples, start=first_index)
         shape = (num_samples, *self.data_shape)
-        common = dict(prediction=m.prediction, clip_denoised=m.clip_denoised)
+        common = dict(parameterization=m.parameterization, clip_denoised=m.clip_denoised)
         if sampler == "ancestral":
-            out = diffusion.ancestral_sample(
+            return diffusion.ancestral_sample(
                 self.model_fn(params),
                 self.schedule,
-                key,
+                keys,
                 shape,
                 model_variance=m.model_variance,
                 **common,
             )
-        else:
-            out = diffusion.ddim_sample(
-                self.model_fn(params),
-                self.schedule,
-                key,
-                shape,
-                num_steps=num_steps or m.ddim_steps,
-                eta=m.ddim_eta if eta is None else eta,
-                **common,
-            )
-        return out.samples
+        return diffusion.ddim_sample(
+            self.model_fn(params),
+            self.schedule,
+            keys,
+            shape,
+            num_steps=m.sample_steps if num_steps is None else num_steps,
+            eta=m.ddim_eta if eta is None else eta,
+            **common,
+        )
 
     def variational_bound(self, params: Any, images: jax.Array, key: jax.Array):
         """Per-example negative ELBO in nats, with the discretized decoder on the data's levels."""
@@ -145,7 +170,7 @@ class DDPMRecipe(Recipe):
             self.schedule,
             images,
             key,
-            prediction=m.prediction,
+            parameterization=m.parameterization,
             model_variance=m.model_variance,
             num_levels=self.num_levels,
             clip_denoised=False,
@@ -161,7 +186,9 @@ class DDPMRecipe(Recipe):
         )
         totals = {"total": nats, **{k: terms[k] for k in ("prior", "diffusion", "decoder")}}
         num_dims = int(np.prod(self.data_shape))
-        per_dim = {k: float(v.mean()) / (num_dims * np.log(2.0)) for k, v in totals.items()}
+        per_dim = {
+            k: float(core.bits_per_dim(float(v.mean()), num_dims)) for k, v in totals.items()
+        }
         return {
             "bits_per_dim": per_dim["total"],
             "bpd_prior": per_dim["prior"],
@@ -169,3 +196,13 @@ class DDPMRecipe(Recipe):
             "bpd_decoder": per_dim["decoder"],
             "num_examples": float(len(images)),
         }
+
+
+def _check_options(options: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
+    """``ConfigError`` naming a sample option the recipe does not take."""
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"sample option(s) {', '.join(unknown)} not supported by the DDPM recipe "
+            f"(its options: {', '.join(allowed)})"
+        )

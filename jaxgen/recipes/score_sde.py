@@ -12,7 +12,7 @@ network and to the training engine.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -20,11 +20,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jaxgen import core
 from jaxgen import sde as sde_lib
 from jaxgen.config import ConfigError
-from jaxgen.nets.unet import UNet, UNetConfig
+from jaxgen.nets import UNet, UNetConfig
 from jaxgen.recipes.base import Recipe, check_choice, evaluate_in_chunks
-from jaxgen.recipes.registry import register
 from jaxgen.sde import likelihood, samplers, score_matching
 
 SAMPLERS: tuple[str, ...] = (
@@ -97,12 +97,29 @@ class ScoreSDEConfig:
     likelihood_t_min: float = 1e-5
 
 
-@register
 class ScoreSDERecipe(Recipe):
     """U-Net + denoising score matching + SDE/ODE samplers + ODE likelihood."""
 
     family = "score_sde"
     config_class = ScoreSDEConfig
+    samplers = SAMPLERS
+    sample_options = ("sampler", "num_steps")
+    eval_time_fields = (
+        "sampler",
+        "sample_steps",
+        "sample_t_min",
+        "predictor",
+        "corrector",
+        "snr",
+        "num_corrector_steps",
+        "solver_order",
+        "denoise",
+        "likelihood_divergence",
+        "likelihood_probes",
+        "likelihood_rtol",
+        "likelihood_atol",
+        "likelihood_t_min",
+    )
 
     def setup(self) -> None:
         m: ScoreSDEConfig = self.config.model
@@ -133,7 +150,8 @@ class ScoreSDERecipe(Recipe):
     def _make_unet(self, key: jax.Array) -> UNet:
         return UNet(self.config.model.unet, image_shape=self.data_shape, rngs=nnx.Rngs(key))
 
-    def init_params(self, key: jax.Array) -> Any:
+    def init_params(self, key: jax.Array, init_batch: Mapping[str, jax.Array] | None = None) -> Any:
+        del init_batch  # no data-dependent initialisation
         return nnx.to_pure_dict(nnx.split(self._make_unet(key))[1])
 
     def noise_input(self, t: jax.Array) -> jax.Array:
@@ -192,34 +210,44 @@ class ScoreSDERecipe(Recipe):
         key: jax.Array,
         num_samples: int,
         *,
-        sampler: str | None = None,
-        num_steps: int | None = None,
-        eta: float | None = None,
-    ) -> jax.Array:
-        """Images in the data range: the sampler's output clipped to [-1, 1] (as when images
-        are written; :meth:`sample_with_nfe` returns the raw output)."""
-        out = self.sample_with_nfe(
-            params, key, num_samples, sampler=sampler, num_steps=num_steps, eta=eta
+        first_index: int | jax.Array = 0,
+        condition: Mapping[str, jax.Array] | None = None,
+        **options: Any,
+    ) -> core.SamplerOutput:
+        """Images in the data range (the sampler's output clipped to [-1, 1], as when
+        images are written; :meth:`sample_raw` returns the raw output) and the number of
+        network evaluations. Example ``i`` is example ``first_index + i`` of the draw with
+        ``key``. Options: ``sampler`` (one of :data:`SAMPLERS`, default ``model.sampler``)
+        and ``num_steps`` (default ``model.sample_steps``)."""
+        out = self.sample_raw(
+            params, key, num_samples, first_index=first_index, condition=condition, **options
         )
-        return jnp.clip(out.samples, -1.0, 1.0)
+        return core.SamplerOutput(jnp.clip(out.samples, -1.0, 1.0), out.nfe)
 
-    def sample_with_nfe(
+    def sample_raw(
         self,
         params: Any,
         key: jax.Array,
         num_samples: int,
         *,
-        sampler: str | None = None,
-        num_steps: int | None = None,
-        eta: float | None = None,
-    ) -> sde_lib.SamplerOutput:
-        """Samples and the number of network evaluations of the chosen sampler."""
+        first_index: int | jax.Array = 0,
+        condition: Mapping[str, jax.Array] | None = None,
+        **options: Any,
+    ) -> core.SamplerOutput:
+        """The chosen sampler's output as it is (see :meth:`sample`)."""
+        del condition  # unconditional
+        unknown = sorted(set(options) - set(self.sample_options))
+        if unknown:
+            raise ConfigError(
+                f"sample option(s) {', '.join(unknown)} not supported by the score-SDE recipe "
+                f"(its options: {', '.join(self.sample_options)}; eta applies to DDIM only)"
+            )
         m: ScoreSDEConfig = self.config.model
-        if eta is not None:
-            raise ConfigError("eta applies to DDIM only; score SDE samplers have no eta")
-        sampler = sampler or m.sampler
+        sampler = options.get("sampler") or m.sampler
         check_choice("sampler", sampler, SAMPLERS)
-        steps = int(num_steps or m.sample_steps)
+        num_steps = options.get("num_steps")
+        steps = m.sample_steps if num_steps is None else num_steps
+        keys = core.example_keys(key, num_samples, start=first_index)
         shape = (num_samples, *self.data_shape)
         score_fn = self.score_fn(params)
         common = dict(num_steps=steps, t_min=m.sample_t_min)
@@ -227,7 +255,7 @@ class ScoreSDERecipe(Recipe):
             return samplers.pc_sample(
                 score_fn,
                 self.sde,
-                key,
+                keys,
                 shape,
                 predictor=m.predictor,
                 corrector=m.corrector,
@@ -238,17 +266,17 @@ class ScoreSDERecipe(Recipe):
             )
         if sampler == "euler_maruyama":
             return samplers.euler_maruyama_sample(
-                score_fn, self.sde, key, shape, denoise=m.denoise, **common
+                score_fn, self.sde, keys, shape, denoise=m.denoise, **common
             )
         if sampler in ("ode_euler", "ode_heun", "ode_adaptive"):
             return samplers.probability_flow_sample(
-                score_fn, self.sde, key, shape, method=sampler[len("ode_") :], **common
+                score_fn, self.sde, keys, shape, method=sampler[len("ode_") :], **common
             )
         if sampler == "dpm_solver":
             return samplers.dpm_solver_sample(
-                score_fn, self.sde, key, shape, order=m.solver_order, **common
+                score_fn, self.sde, keys, shape, order=m.solver_order, **common
             )
-        return samplers.edm_sample(score_fn, self.sde, key, shape, **common)
+        return samplers.edm_sample(score_fn, self.sde, keys, shape, **common)
 
     def bits_per_dim(
         self, params: Any, images: jax.Array, key: jax.Array

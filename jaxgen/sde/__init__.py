@@ -6,7 +6,7 @@ only as a callable ``score_fn(x, t)`` (or a raw network wrapped by
 ``(B,)``. Nothing here imports Flax.
 """
 
-from jaxgen.diffusion.sampler_output import SamplerOutput
+from jaxgen.core.sampling import SamplerOutput
 from jaxgen.sde import likelihood, samplers, score_matching
 from jaxgen.sde.likelihood import bits_per_dim, dequantization_offset, log_likelihood
 from jaxgen.sde.oracle import mixture_log_prob_fn, mixture_score_fn

@@ -69,7 +69,8 @@ uniform dequantisation ``y = x + w (u - 1/2)``, ``u ~ U[0, 1)^D``, gives by Jens
 
 and we report ``bpd = -(log p(y) + D log w) / (D ln 2)``, a single-sample (unbiased) estimate
 of an upper bound on the discrete model's bits/dim. ``D log w`` is
-:func:`dequantization_offset`. With ``num_levels = None`` the data are continuous and
+:func:`dequantization_offset` and the conversion to bits/dim is
+:func:`jaxgen.core.units.bits_per_dim`. With ``num_levels = None`` the data are continuous and
 ``bpd = -log p(x) / (D ln 2)``.
 
 References:
@@ -92,6 +93,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgen.core import units
+from jaxgen.core.validation import check_num_levels
 from jaxgen.sde.sdes import SDE, ScoreFn
 
 __all__ = [
@@ -153,13 +156,6 @@ def _check_options(divergence, num_probes, solver, rtol, atol, t_min, max_steps,
     if not isinstance(t_min, jax.core.Tracer) and not 0.0 < float(t_min) < sde.T:
         raise ValueError(f"t_min must lie in (0, {sde.T}), got {t_min!r}.")
     return t_min
-
-
-def _check_num_levels(num_levels: int | None) -> None:
-    if num_levels is None:
-        return
-    if isinstance(num_levels, bool) or not isinstance(num_levels, int) or num_levels < 2:
-        raise ValueError(f"num_levels must be None or an int >= 2, got {num_levels!r}.")
 
 
 # --------------------------------------------------------------------------- log-likelihood
@@ -298,13 +294,9 @@ def log_likelihood(
 
 def dequantization_offset(num_levels: int | None, dim: int) -> float:
     """``D log w`` with bin width ``w = 2 / (L - 1)``: the term that turns a density of
-    dequantised data into a bound on the discrete log-probability (0 for ``None``)."""
-    _check_num_levels(num_levels)
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-        raise ValueError(f"dim must be an int >= 1, got {dim!r}.")
-    if num_levels is None:
-        return 0.0
-    return dim * math.log(2.0 / (num_levels - 1))
+    dequantised data into a bound on the discrete log-probability (0 for ``None``); the
+    core's :func:`jaxgen.core.units.dequantization_offset` on the centered grid."""
+    return units.dequantization_offset(num_levels, dim, grid="centered")
 
 
 def _on_some_grid(x: jax.Array) -> jax.Array:
@@ -383,7 +375,7 @@ def bits_per_dim(
       :func:`dequantization_offset`).
     """
     x = _check_x(x)
-    _check_num_levels(num_levels)
+    check_num_levels(num_levels, allow_none=True)
     dim = math.prod(x.shape[1:])
     offset = dequantization_offset(num_levels, dim)
     needs_key = divergence != "exact" or (num_levels is not None and dequantize)
@@ -408,7 +400,7 @@ def bits_per_dim(
             jax.debug.callback(_raise_if_out_of_range, jnp.any(out_of_range))
         valid = ~jnp.any(out_of_range, axis=-1)
         if dequantize:
-            width = 2.0 / (num_levels - 1)
+            width = units.bin_width(num_levels, grid="centered")
             u = jax.random.uniform(key_deq, x.shape, dtype=x.dtype)
             y = x + width * (u - 0.5)
         else:
@@ -434,7 +426,7 @@ def bits_per_dim(
         solver=solver,
         max_steps=max_steps,
     )
-    bpd = -(log_p + offset) / (dim * math.log(2.0))
+    bpd = units.bits_per_dim(-(log_p + offset), dim)
     bpd = jnp.where(valid, bpd, jnp.nan)
     terms = dict(terms, log_p=log_p, offset=jnp.asarray(offset, x.dtype))
     return bpd, terms

@@ -17,10 +17,12 @@ predict, at no loss of generality (each determines the others given ``x_t, alpha
   ``sd = sigma_data`` (Table 1). ``D`` estimates ``x_0``.
 
 :func:`to_x0_eps` maps a prediction to ``(x_0, eps)``; :func:`from_x0_eps` maps back;
-:func:`convert` goes between any two of the first four. ``alpha`` and ``sigma`` are per
-example ``(B,)``. :func:`network_to_score` wraps a raw network callable ``net(x, t)``
-as the ``score_fn(x, t)`` that samplers and the likelihood take, for any parameterization
-(EDM's input scaling included), and :func:`network_to_denoiser` as ``x0_fn(x, t)``.
+:func:`convert` goes between any two of the first four (these three are
+:mod:`jaxgen.core.parameterization`'s, re-exported, keyword ``parameterization=``).
+``alpha`` and ``sigma`` are per example ``(B,)``. :func:`network_to_score` wraps a raw
+network callable ``net(x, t)`` as the ``score_fn(x, t)`` that samplers and the likelihood
+take, for any parameterization (EDM's input scaling included), and
+:func:`network_to_denoiser` as ``x0_fn(x, t)``.
 
 References:
   Song et al. Score-Based Generative Modeling through SDEs. ICLR 2021.
@@ -36,6 +38,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from jaxgen.core import parameterization as core_param
+from jaxgen.core.parameterization import convert, from_x0_eps, to_x0_eps
 from jaxgen.sde.sdes import SDE, ScoreFn, _bcast
 
 __all__ = [
@@ -50,68 +54,20 @@ __all__ = [
 ]
 
 PARAMETERIZATIONS: tuple[str, ...] = ("score", "eps", "x0", "v", "edm")
-_PLAIN = ("score", "eps", "x0", "v")
+"""What a score network may predict: the core's plain predictions and EDM's preconditioning."""
 
 NetworkFn = Callable[[jax.Array, jax.Array], jax.Array]
 
 
-def check_parameterization(name: str) -> None:
-    if name not in PARAMETERIZATIONS:
-        raise ValueError(f"unknown parameterization {name!r}; expected one of {PARAMETERIZATIONS}.")
-
-
-def to_x0_eps(
-    prediction: jax.Array, x: jax.Array, alpha: jax.Array, sigma: jax.Array, *, kind: str
-) -> tuple[jax.Array, jax.Array]:
-    """``(x_0, eps)`` implied by a ``kind`` prediction (``score``, ``eps``, ``x0`` or ``v``)
-    at ``x_t = x``."""
-    a, s = _bcast(alpha, x), _bcast(sigma, x)
-    if kind == "score":
-        eps = -s * prediction
-        return (x - s * eps) / a, eps
-    if kind == "eps":
-        return (x - s * prediction) / a, prediction
-    if kind == "x0":
-        return prediction, (x - a * prediction) / s
-    if kind == "v":
-        norm = jnp.square(a) + jnp.square(s)
-        return (a * x - s * prediction) / norm, (s * x + a * prediction) / norm
-    raise ValueError(f"kind must be one of {_PLAIN}, got {kind!r}.")
-
-
-def from_x0_eps(
-    x0: jax.Array, eps: jax.Array, alpha: jax.Array, sigma: jax.Array, *, kind: str
-) -> jax.Array:
-    """The ``kind`` prediction (``score``, ``eps``, ``x0`` or ``v``) of a pair ``(x_0, eps)``."""
-    a, s = _bcast(alpha, x0), _bcast(sigma, x0)
-    if kind == "score":
-        return -eps / s
-    if kind == "eps":
-        return eps
-    if kind == "x0":
-        return x0
-    if kind == "v":
-        return a * eps - s * x0
-    raise ValueError(f"kind must be one of {_PLAIN}, got {kind!r}.")
-
-
-def convert(
-    prediction: jax.Array,
-    x: jax.Array,
-    alpha: jax.Array,
-    sigma: jax.Array,
-    *,
-    source: str,
-    target: str,
-) -> jax.Array:
-    """Converts a ``source`` prediction at ``x_t = x`` to the ``target`` one."""
-    x0, eps = to_x0_eps(prediction, x, alpha, sigma, kind=source)
-    return from_x0_eps(x0, eps, alpha, sigma, kind=target)
+def check_parameterization(name: str) -> str:
+    """``name`` if it is one of :data:`PARAMETERIZATIONS`, else ``ValueError``."""
+    return core_param.check_parameterization(name, allowed=PARAMETERIZATIONS)
 
 
 def score_to_x0(score: jax.Array, x: jax.Array, alpha: jax.Array, sigma: jax.Array) -> jax.Array:
-    """Tweedie: ``E[x_0 | x_t] = (x_t + sigma^2 grad log p_t(x_t)) / alpha``."""
-    return (x + _bcast(jnp.square(sigma), x) * score) / _bcast(alpha, x)
+    """Tweedie: ``E[x_0 | x_t] = (x_t + sigma^2 grad log p_t(x_t)) / alpha`` (the core's
+    score -> x0 conversion)."""
+    return to_x0_eps(score, x, alpha, sigma, parameterization="score")[0]
 
 
 def edm_coefficients(
@@ -152,7 +108,7 @@ def network_to_denoiser(
             out = net(_bcast(c_in, x) * scaled, c_noise)
             return _bcast(c_skip, x) * scaled + _bcast(c_out, x) * out
         out = net(x, noise_input(t))
-        return to_x0_eps(out, x, alpha, sigma, kind=parameterization)[0]
+        return to_x0_eps(out, x, alpha, sigma, parameterization=parameterization)[0]
 
     return x0_fn
 

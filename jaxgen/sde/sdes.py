@@ -45,6 +45,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from jaxgen.core import sampling
 from jaxgen.diffusion.schedules import DiffusionSchedule, schedule_from_betas
 
 __all__ = ["SDE", "SDES", "ScoreFn", "SubVPSDE", "VESDE", "VPSDE", "make_sde"]
@@ -133,8 +134,11 @@ class SDE(abc.ABC):
         return self.t_from_log_snr(-2.0 * jnp.log(sigma_ratio))
 
     def prior_sample(self, key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32):
-        """A draw from the prior ``p_T = N(0, prior_std^2 I)`` of shape ``shape``."""
-        return self.prior_std() * jax.random.normal(key, shape, dtype=dtype)
+        """A draw from the prior ``p_T = N(0, prior_std^2 I)`` of shape ``shape = (B, *event)``,
+        example ``b`` from its own key (``key``: one key, example ``b`` then using
+        ``fold_in(key, b)``, or ``(B,)`` per-example keys; :mod:`jaxgen.core.sampling`)."""
+        keys = sampling.as_example_keys(key, tuple(shape)[0])
+        return (self.prior_std() * sampling.normal(keys, tuple(shape)[1:], dtype)).astype(dtype)
 
     def prior_log_prob(self, z: jax.Array) -> jax.Array:
         """``log p_T(z)`` per example, ``(B,)``, summed over the event dims."""

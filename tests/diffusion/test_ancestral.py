@@ -70,7 +70,9 @@ def test_parameterisations_give_the_same_path(x64):
     key = jax.random.key(0)
     ref = diffusion.ancestral_sample(eps, sched, key, (64, 2)).samples
     for fn, prediction in ((as_x0, "x0"), (as_v, "v")):
-        got = diffusion.ancestral_sample(fn, sched, key, (64, 2), prediction=prediction).samples
+        got = diffusion.ancestral_sample(
+            fn, sched, key, (64, 2), parameterization=prediction
+        ).samples
         np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-9)
 
 
@@ -92,7 +94,7 @@ def test_ancestral_errors():
         )
     with pytest.raises(ValueError, match="shape"):
         diffusion.ancestral_sample(lambda x, t: x, SCHEDULE, jax.random.key(0), ())
-    with pytest.raises(ValueError, match="unknown prediction"):
+    with pytest.raises(ValueError, match=r"parameterization must be one of .*got 'y'"):
         diffusion.ancestral_sample(
-            lambda x, t: x, SCHEDULE, jax.random.key(0), (2, 2), prediction="y"
+            lambda x, t: x, SCHEDULE, jax.random.key(0), (2, 2), parameterization="y"
         )

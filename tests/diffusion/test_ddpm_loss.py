@@ -54,7 +54,7 @@ def test_exact_prediction_minimises_l_simple(x64, prediction):
     exact, wrong = frozen(MIXTURE), frozen(wrong_mixture)
 
     def loss(fn):
-        out, terms = diffusion.ddpm_loss_at(fn, sched, x0, t, noise, prediction=prediction)
+        out, terms = diffusion.ddpm_loss_at(fn, sched, x0, t, noise, parameterization=prediction)
         np.testing.assert_array_equal(terms["t"], t)
         np.testing.assert_allclose(terms["mse"], out)
         return np.asarray(out)
@@ -107,8 +107,8 @@ def test_ddpm_loss_draws_uniform_t_and_matches_loss_at():
 def test_ddpm_loss_errors():
     sched = diffusion.linear_schedule(10)
     x0 = jnp.zeros((3, 2))
-    with pytest.raises(ValueError, match="unknown prediction"):
-        diffusion.ddpm_loss(lambda x, t: x, sched, x0, jax.random.key(0), prediction="score")
+    with pytest.raises(ValueError, match=r"parameterization must be one of .*got 'score'"):
+        diffusion.ddpm_loss(lambda x, t: x, sched, x0, jax.random.key(0), parameterization="score")
     with pytest.raises(ValueError, match="output has shape"):
         diffusion.ddpm_loss(lambda x, t: x[:, :1], sched, x0, jax.random.key(0))
     with pytest.raises(ValueError, match="float"):

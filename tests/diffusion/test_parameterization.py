@@ -34,11 +34,13 @@ def test_round_trips(x64, name):
         }
         for prediction, pred in {"eps": eps, "x0": x0, "v": v}.items():
             out[f"to_eps[{prediction}]"] = diffusion.to_eps(
-                sched, xt, t, pred, prediction=prediction
+                sched, xt, t, pred, parameterization=prediction
             )
-            out[f"to_x0[{prediction}]"] = diffusion.to_x0(sched, xt, t, pred, prediction=prediction)
+            out[f"to_x0[{prediction}]"] = diffusion.to_x0(
+                sched, xt, t, pred, parameterization=prediction
+            )
             out[f"target[{prediction}]"] = diffusion.prediction_target(
-                sched, x0, t, eps, prediction=prediction
+                sched, x0, t, eps, parameterization=prediction
             )
         return out
 
@@ -55,11 +57,12 @@ def test_round_trips(x64, name):
         np.testing.assert_allclose(out[f"target[{prediction}]"], pred, rtol=1e-14)
 
 
-def test_unknown_prediction():
+def test_unknown_parameterization():
     sched = diffusion.linear_schedule(10)
     x = jnp.zeros((2, 3))
     t = jnp.zeros((2,), jnp.int32)
-    with pytest.raises(ValueError, match=r"'score'.*\('eps', 'x0', 'v'\)"):
-        diffusion.to_eps(sched, x, t, x, prediction="score")
-    with pytest.raises(ValueError, match="unknown prediction"):
-        diffusion.to_x0(sched, x, t, x, prediction="noise")
+    # "score" is a core parameterization, but not one a DDPM network may have.
+    with pytest.raises(ValueError, match=r"\('eps', 'x0', 'v'\), got 'score'"):
+        diffusion.to_eps(sched, x, t, x, parameterization="score")
+    with pytest.raises(ValueError, match="parameterization must be one of"):
+        diffusion.to_x0(sched, x, t, x, parameterization="noise")

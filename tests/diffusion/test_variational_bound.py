@@ -296,7 +296,7 @@ def test_bound_input_errors():
         diffusion.variational_bound(lambda x, t: x, sched, x0, key, num_levels=1)
     with pytest.raises(ValueError, match="num_levels"):
         diffusion.discretized_gaussian_log_likelihood(x0, mean=x0, log_scale=0.0, num_levels=None)
-    with pytest.raises(ValueError, match="unknown prediction"):
+    with pytest.raises(ValueError, match=r"parameterization must be one of .*got 'mu'"):
         diffusion.p_mean_variance(
-            lambda x, t: x, sched, x0, jnp.zeros((2,), jnp.int32), prediction="mu"
+            lambda x, t: x, sched, x0, jnp.zeros((2,), jnp.int32), parameterization="mu"
         )

@@ -3,13 +3,15 @@
 * each digits experiment (VP, sub-VP, VE) trains, checkpoints and writes sample grids;
 * the recipe's score function is the network read through its parameterization: a
   network that outputs the exact answer of a known Gaussian gives the exact score;
-* every sampler the config can name runs and reports its number of network evaluations;
+* every sampler the config can name runs and reports its number of network evaluations,
+  and a sample depends only on the seed and its index (``first_index``);
 * ``evaluate`` gives a bits/dim that a better model improves;
 * bad choices are refused with an error naming the key.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 
 import jax
@@ -17,10 +19,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxgen import core
 from jaxgen.config import ConfigError, apply_overrides, load_experiment
 from jaxgen.engine import sharding
-from jaxgen.engine.inference import evaluate_run, load_run
-from jaxgen.engine.trainer import build_recipe, load_train_dataset, train
+from jaxgen.engine.recipe import SAMPLE_OPTIONS
+from jaxgen.recipes.score_sde import SAMPLERS, ScoreSDEConfig, ScoreSDERecipe
+from jaxgen.run import build_recipe, evaluate_run, load_run, load_train_dataset, train
+from jaxgen.sde import samplers as sde_samplers
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -144,7 +149,7 @@ def test_every_sampler_runs_and_counts_evaluations():
     }
     for name, nfe in expected_nfe.items():
         out = jax.jit(
-            lambda p, k, name=name: recipe.sample_with_nfe(p, k, 3, sampler=name, num_steps=25)
+            lambda p, k, name=name: recipe.sample_raw(p, k, 3, sampler=name, num_steps=25)
         )(params, key)
         assert out.samples.shape == (3, 8, 8, 1), name
         assert np.all(np.isfinite(np.asarray(out.samples))), name
@@ -169,10 +174,64 @@ def test_bad_choices_are_refused(override, match):
         _recipe("vp", override)
 
 
+def test_declarations():
+    fields = {f.name for f in dataclasses.fields(ScoreSDEConfig)}
+    assert ScoreSDERecipe.samplers == SAMPLERS
+    assert set(ScoreSDERecipe.sample_options) <= set(SAMPLE_OPTIONS)
+    assert set(ScoreSDERecipe.eval_time_fields) <= fields
+    # What shapes the trained network may not change after training.
+    assert not {"sde", "parameterization", "unet", "weighting"} & set(
+        ScoreSDERecipe.eval_time_fields
+    )
+
+
 def test_eta_is_refused_for_score_samplers():
     recipe = _recipe("vp")
-    with pytest.raises(ConfigError, match="eta applies to DDIM only"):
+    assert "eta" not in recipe.sample_options
+    with pytest.raises(ValueError, match="eta.*not supported.*eta applies to DDIM only"):
         recipe.sample(None, jax.random.key(0), 2, eta=0.5)
+    with pytest.raises(ValueError, match="temperature"):
+        recipe.sample(None, jax.random.key(0), 2, temperature=0.5)
+
+
+def test_samples_depend_only_on_seed_and_index():
+    """Example i of a draw is example first_index + i of the same draw in one batch: the
+    recipe passes ``core.example_keys(key, n, start=first_index)`` to the sampler. The
+    zero network (output layers start at zero) keeps it cheap; the samples are still the
+    PC sampler's noise, so a wrong key shows."""
+    recipe = _recipe("ve", "model.sample_steps=4")
+    shapes = jax.eval_shape(recipe.init_params, jax.random.key(0))
+    params = jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), shapes)
+    key = jax.random.key(2)
+    draw = jax.jit(lambda k, i, n: recipe.sample(params, k, n, first_index=i), static_argnames="n")
+    whole = draw(key, 0, n=8)
+    assert whole.nfe == 4 * 2 + 1 and isinstance(whole.nfe, int)  # predictor + corrector
+    np.testing.assert_array_equal(draw(key, 0, n=4).samples, whole.samples[:4])
+    np.testing.assert_array_equal(draw(key, 4, n=4).samples, whole.samples[4:])
+    # The recipe's keys are the core's per-example keys, as the maths sampler sees them.
+    m = recipe.config.model
+
+    @jax.jit
+    def direct_and_by_hand(key):
+        direct = recipe.sample_raw(params, key, 4, first_index=4, sampler="pc")
+        by_hand = sde_samplers.pc_sample(
+            recipe.score_fn(params),
+            recipe.sde,
+            core.example_keys(key, 4, start=4),
+            (4, 8, 8, 1),
+            num_steps=4,
+            predictor=m.predictor,
+            corrector=m.corrector,
+            snr=m.snr,
+            num_corrector_steps=m.num_corrector_steps,
+            t_min=m.sample_t_min,
+            denoise=m.denoise,
+        )
+        return direct, by_hand
+
+    direct, pc = direct_and_by_hand(key)
+    np.testing.assert_allclose(direct.samples, pc.samples, rtol=1e-6, atol=1e-6)
+    assert not np.allclose(whole.samples[:4], whole.samples[4:])  # negative control
 
 
 def test_eval_time_overrides_cannot_change_the_trained_model(tmp_path):

@@ -60,13 +60,13 @@ def _pair(key, batch=8, dim=3):
 
 def test_converters_recover_the_pair_and_convert_between_all_kinds(x64):
     x0, eps, alpha, sigma, x = _pair(jax.random.key(0))
-    truth = {k: from_x0_eps(x0, eps, alpha, sigma, kind=k) for k in KINDS}
+    truth = {k: from_x0_eps(x0, eps, alpha, sigma, parameterization=k) for k in KINDS}
     np.testing.assert_allclose(truth["score"], -eps / sigma[:, None], rtol=1e-14)
     np.testing.assert_allclose(
         truth["v"], alpha[:, None] * eps - sigma[:, None] * x0, rtol=1e-14, atol=1e-14
     )
     for kind in KINDS:
-        got_x0, got_eps = to_x0_eps(truth[kind], x, alpha, sigma, kind=kind)
+        got_x0, got_eps = to_x0_eps(truth[kind], x, alpha, sigma, parameterization=kind)
         np.testing.assert_allclose(got_x0, x0, rtol=1e-9, atol=1e-9)
         np.testing.assert_allclose(got_eps, eps, rtol=1e-9, atol=1e-9)
     for source, target in itertools.product(KINDS, KINDS):
@@ -75,10 +75,11 @@ def test_converters_recover_the_pair_and_convert_between_all_kinds(x64):
         np.testing.assert_allclose(got, truth[target], rtol=1e-9, atol=1e-10 * scale)
         back = convert(got, x, alpha, sigma, source=target, target=source)
         np.testing.assert_allclose(back, truth[source], rtol=1e-8, atol=1e-9 * scale)
-    with pytest.raises(ValueError, match="kind must be one of"):
-        to_x0_eps(x0, x, alpha, sigma, kind="edm")
-    with pytest.raises(ValueError, match="kind must be one of"):
-        from_x0_eps(x0, eps, alpha, sigma, kind="noise")
+    # The converters are the core's: EDM is a network preconditioning, not a prediction.
+    with pytest.raises(ValueError, match="parameterization must be one of .*got 'edm'"):
+        to_x0_eps(x0, x, alpha, sigma, parameterization="edm")
+    with pytest.raises(ValueError, match="parameterization must be one of .*got 'noise'"):
+        from_x0_eps(x0, eps, alpha, sigma, parameterization="noise")
 
     # Negative control: the VP-only shortcut x_0 = alpha x_t - sigma v (alpha^2 + sigma^2 = 1)
     # fails the same recovery check on these (alpha, sigma).
@@ -186,7 +187,7 @@ def exact_network(kind, sde, score_fn, *, sigma_data, inverse_noise_input):
         alpha, sigma = sde.alpha(t), sde.sigma(t)
         s = score_fn(x, t)
         x0 = score_to_x0(s, x, alpha, sigma)
-        return from_x0_eps(x0, -sigma[:, None] * s, alpha, sigma, kind=kind)
+        return from_x0_eps(x0, -sigma[:, None] * s, alpha, sigma, parameterization=kind)
 
     return net
 
@@ -237,7 +238,9 @@ def test_network_to_score_with_exact_predictions(x64, sde_name, noise_input):
 
 
 def test_unknown_parameterization_is_rejected():
-    with pytest.raises(ValueError, match=r"unknown parameterization 'noise'.*'score'.*'edm'"):
+    with pytest.raises(
+        ValueError, match=r"parameterization must be one of \('score'.*'edm'\), got 'noise'"
+    ):
         network_to_score(lambda x, c: x, VPSDE(), parameterization="noise")
-    with pytest.raises(ValueError, match="unknown parameterization"):
+    with pytest.raises(ValueError, match="parameterization must be one of"):
         network_to_denoiser(lambda x, c: x, VPSDE(), parameterization="x_0")

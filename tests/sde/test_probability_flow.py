@@ -13,7 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxgen.core.sampling import initial_and_step_keys
 from jaxgen.sde import VESDE, VPSDE, SubVPSDE, mixture_score_fn
+from jaxgen.sde.samplers.euler_maruyama import prior_and_step_keys
 from jaxgen.sde.samplers.probability_flow import probability_flow_sample, probability_flow_solve
 from tests.diffusion import mixture_oracle
 from tests.diffusion.mixture_oracle import MIXTURE, NUM_SAMPLES
@@ -217,12 +219,15 @@ def test_fixed_step_nfe_is_the_number_of_score_calls(method, steps, denoise):
 
 def test_sample_is_solve_from_the_prior_draw():
     """probability_flow_sample(key) integrates the ODE from the x_T of the shared split
-    (the same x_T as the SDE samplers for the same key)."""
+    (the same x_T as the SDE samplers for the same key): per example, ``prior_std`` times
+    the standard normal draw of ``core.initial_and_step_keys``."""
     sde = VPSDE()
     score_fn = mixture_score_fn(MIXTURE, sde)
     key = jax.random.key(4)
     out = probability_flow_sample(score_fn, sde, key, (8, 2), method="euler", num_steps=10)
-    x_T = sde.prior_sample(jax.random.split(key)[0], (8, 2))
+    x_T, _ = prior_and_step_keys(sde, key, (8, 2), 1)
+    z, _ = initial_and_step_keys(key, (8, 2), 1)
+    np.testing.assert_array_equal(x_T, sde.prior_std() * z)  # VP: prior_std = 1
     solved = probability_flow_solve(
         score_fn, sde, x_T, t0=1.0, t1=sde.t_min, method="euler", num_steps=10
     )

@@ -404,7 +404,9 @@ def test_shapes_reductions_and_jit():
 
 def test_error_messages():
     sde, x0, key = VPSDE(), jnp.zeros((4, 2)), jax.random.key(0)
-    with pytest.raises(ValueError, match=r"unknown parameterization 'noise'.*'eps'.*'edm'"):
+    with pytest.raises(
+        ValueError, match=r"parameterization must be one of \(.*'eps'.*'edm'\), got 'noise'"
+    ):
         dsm_loss(_net, sde, x0, key, parameterization="noise")
     with pytest.raises(ValueError, match=r"unknown weighting 'snr'.*'sigma2', 'likelihood'"):
         dsm_loss(_net, sde, x0, key, weighting="snr")

@@ -1,7 +1,10 @@
 """Samplers of score-based models: pure, jittable functions of a ``score_fn(x, t)``.
 
 Every sampler is ``fn(score_fn, sde, key, shape, *, num_steps, ...) -> SamplerOutput`` with
-the samples and the exact number of score evaluations (``nfe``):
+the samples and the exact number of score evaluations (``nfe``). ``key`` is one key or a
+``(B,)`` batch of per-example keys; every random number of example ``b`` comes from its own
+key (:func:`prior_and_step_keys`, :mod:`jaxgen.core.sampling`), so a sample depends only on
+the seed and its index, and samplers given the same key start from the same ``x_T``:
 
 * :func:`euler_maruyama_sample`: the reverse SDE (Song et al. 2021, eq. 6), Euler-Maruyama.
 * :func:`pc_sample`: predictor-corrector (Song et al. Alg. 1-5): Euler-Maruyama,
@@ -21,6 +24,7 @@ from jaxgen.sde.samplers.edm import edm_sample, edm_sigma_ratios
 from jaxgen.sde.samplers.euler_maruyama import (
     euler_maruyama_sample,
     euler_maruyama_step,
+    prior_and_step_keys,
     tweedie_denoise,
 )
 from jaxgen.sde.samplers.predictor_corrector import (
@@ -64,6 +68,7 @@ __all__ = [
     "pc_loop",
     "pc_nfe",
     "pc_sample",
+    "prior_and_step_keys",
     "probability_flow_sample",
     "probability_flow_solve",
     "reverse_diffusion_predictor",

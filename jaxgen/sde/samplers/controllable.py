@@ -44,7 +44,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen.diffusion.sampler_output import SamplerOutput
+from jaxgen.core import sampling
+from jaxgen.core.sampling import SamplerOutput
 from jaxgen.sde.samplers.euler_maruyama import resolve_t_min, tweedie_denoise
 from jaxgen.sde.samplers.predictor_corrector import _check_pc_options, pc_loop, pc_nfe
 from jaxgen.sde.sdes import SDE, ScoreFn
@@ -101,7 +102,8 @@ def pc_inpaint(
     Args:
       score_fn: ``score_fn(x, t)`` of the unconditional model, ``x (B, *event)``.
       sde: the forward SDE.
-      key: a ``jax.random.key``.
+      key: one ``jax.random.key`` or ``(B,)`` per-example keys; example ``b``'s key alone
+        gives all of its randomness.
       data: ``(B, *event)``; only the known entries are read.
       mask: 1 = known, 0 = unknown; any shape that broadcasts to ``data``'s.
       num_steps, predictor, corrector, snr, num_corrector_steps, langevin_step, t_min,
@@ -117,14 +119,19 @@ def pc_inpaint(
     data = data.astype(jnp.result_type(float))
     known = _check_mask(mask, data)
     _check_pc_options(sde, num_steps, predictor, corrector, num_corrector_steps, snr, langevin_step)
-    key_init, key_known, key_loop = jax.random.split(key, 3)
     batch = data.shape[0]
+    # Example b's key alone gives its prior draw, its known entries' first noise and the
+    # keys of its PC loop.
+    keys = jax.vmap(lambda k: jax.random.split(k, 3))(sampling.as_example_keys(key, batch))
+    key_init, key_known, key_loop = keys[:, 0], keys[:, 1], keys[:, 2]
 
     def project(x, t, k):
-        fresh = sde.perturb(data, t, jax.random.normal(k, data.shape, dtype=data.dtype))
+        fresh = sde.perturb(data, t, sampling.normal(k, data.shape[1:], data.dtype))
         return jnp.where(known, fresh, x)
 
-    x_T = sde.prior_sample(key_init, data.shape, dtype=data.dtype)
+    x_T = (sde.prior_std() * sampling.normal(key_init, data.shape[1:], data.dtype)).astype(
+        data.dtype
+    )
     x_T = project(x_T, jnp.full((batch,), sde.T, dtype=data.dtype), key_known)
     x = pc_loop(
         score_fn,
@@ -167,7 +174,7 @@ def pc_colorize(
     Args:
       score_fn: ``score_fn(x, t)`` of the unconditional RGB model, ``x (B, H, W, 3)``.
       sde: the forward SDE.
-      key: a ``jax.random.key``.
+      key: one ``jax.random.key`` or ``(B,)`` per-example keys (as :func:`pc_inpaint`).
       gray: ``(B, H, W, 1)`` or ``(B, H, W)``, in the model's data scale (the gray value
         of a colour pixel is its channel mean).
       num_steps, predictor, corrector, snr, num_corrector_steps, langevin_step, t_min,

@@ -65,8 +65,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen.diffusion.sampler_output import SamplerOutput, check_shape
+from jaxgen.core.sampling import SamplerOutput
+from jaxgen.core.validation import check_choice, check_sample_shape
 from jaxgen.sde.parameterization import score_to_x0
+from jaxgen.sde.samplers.euler_maruyama import prior_and_step_keys
 from jaxgen.sde.samplers.time_steps import SPACINGS, check_num_steps, time_steps
 from jaxgen.sde.sdes import SDE, ScoreFn
 
@@ -120,8 +122,9 @@ def dpm_solver_sample(
     Args:
       score_fn: ``score_fn(x, t)``, ``x (B, *event)``, float ``t (B,)``.
       sde: the forward SDE (VP, sub-VP or VE).
-      key: PRNG key; ``x_T = sde.prior_sample(split(key)[0], shape)`` (the same ``x_T`` as
-        :func:`jaxgen.sde.samplers.edm.edm_sample` for the same key).
+      key: one PRNG key or ``(B,)`` per-example keys; only ``x_T`` is random, drawn per
+        example by :func:`jaxgen.sde.samplers.euler_maruyama.prior_and_step_keys` (the same
+        ``x_T`` as every other sampler here for the same key).
       shape: static ``(B, *event)``.
       num_steps: ``N >= 1`` steps (one model call each), static.
       order: 1, 2 or 3 (static).
@@ -133,12 +136,10 @@ def dpm_solver_sample(
     Returns:
       :class:`SamplerOutput` with ``nfe = num_steps + int(denoise)``.
     """
-    shape = check_shape(shape)
+    shape = check_sample_shape(shape)
     num_steps = check_num_steps(num_steps)
-    if order not in ORDERS:
-        raise ValueError(f"unknown order {order!r}; expected one of {ORDERS}.")
-    if spacing not in SPACINGS:
-        raise ValueError(f"unknown spacing {spacing!r}; expected one of {SPACINGS}.")
+    check_choice("order", order, ORDERS)
+    check_choice("spacing", spacing, SPACINGS)
     dtype = jnp.result_type(float)
     batch = shape[0]
 
@@ -171,8 +172,7 @@ def dpm_solver_sample(
         x_next = (s_next / s) * x + a_next * (i0 * m0 + i1 * c1 + i2 * c2)
         return (x_next, m0, m1), None
 
-    key_init, _ = jax.random.split(key)
-    x = sde.prior_sample(key_init, shape, dtype)
+    x, _ = prior_and_step_keys(sde, key, shape, 1)
     zeros = jnp.zeros(shape, dtype)
     per_step = (
         ts[:-1], alphas[:-1], sigmas[:-1], alphas[1:], sigmas[1:], h, h_prev1, h_prev2, use1, use2

@@ -46,8 +46,10 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-from jaxgen.diffusion.sampler_output import SamplerOutput, check_shape
+from jaxgen.core.sampling import SamplerOutput
+from jaxgen.core.validation import check_sample_shape
 from jaxgen.sde.parameterization import score_to_x0
+from jaxgen.sde.samplers.euler_maruyama import example_normal, prior_and_step_keys
 from jaxgen.sde.samplers.time_steps import check_num_steps, karras_sigma_ratios, resolve_t_min
 from jaxgen.sde.sdes import SDE, ScoreFn
 
@@ -94,9 +96,9 @@ def edm_sample(
     Args:
       score_fn: ``score_fn(x, t)``, ``x (B, *event)``, float ``t (B,)``.
       sde: the forward SDE (VP, sub-VP or VE).
-      key: PRNG key; ``x_T = sde.prior_sample(split(key)[0], shape)`` (the same ``x_T`` as
-        :func:`jaxgen.sde.samplers.dpm_solver.dpm_solver_sample`); the churn noise comes
-        from ``split(key)[1]``.
+      key: one PRNG key or ``(B,)`` per-example keys, split per example by
+        :func:`jaxgen.sde.samplers.euler_maruyama.prior_and_step_keys`: ``x_T`` (the same as
+        every other sampler here for the same key) and one churn key per step.
       shape: static ``(B, *event)``.
       num_steps: ``N >= 1`` noise levels before ``s~ = 0`` (static).
       rho: the exponent of EDM eq. 5.
@@ -108,7 +110,7 @@ def edm_sample(
     Returns:
       :class:`SamplerOutput` with ``nfe = 2 num_steps - 1``.
     """
-    shape = check_shape(shape)
+    shape = check_sample_shape(shape)
     num_steps = check_num_steps(num_steps)
     stochastic = not (isinstance(churn, (int, float)) and churn == 0)
     if isinstance(churn, (int, float)) and churn < 0:
@@ -139,7 +141,7 @@ def edm_sample(
         if not stochastic:
             return x, level, t
         level_hat = level * (1.0 + gamma)
-        noise = s_noise * jax.random.normal(step_key, shape, dtype)
+        noise = s_noise * example_normal(step_key, x)
         # sqrt(s^^2 - s~^2) written so that it cannot go negative by rounding.
         x_hat = x + level * jnp.sqrt(gamma * (2.0 + gamma)) * noise
         t_hat = jnp.where(gamma > 0, sde.t_from_sigma_ratio(level_hat), t)
@@ -153,9 +155,7 @@ def edm_sample(
         d_next = (x_euler - denoise(x_euler, t_next)) / level_next
         return x_hat + (level_next - level_hat) * 0.5 * (d + d_next), None
 
-    key_init, key_steps = jax.random.split(key)
-    step_keys = jax.random.split(key_steps, num_steps)
-    x_prior = sde.prior_sample(key_init, shape, dtype)
+    x_prior, step_keys = prior_and_step_keys(sde, key, shape, num_steps)
     x = x_prior / sde.alpha(jnp.asarray(sde.T, dtype))
     if num_steps > 1:
         per_step = (levels[:-2], levels[1:-1], times[:-1], times[1:], gammas[:-1], step_keys[:-1])

@@ -22,6 +22,14 @@ one more model evaluation. ``nfe = N + denoise``.
 The loop is one ``jax.lax.scan``; the score function is traced once. ``shape``,
 ``num_steps`` and ``denoise`` must be static under ``jax.jit``; ``t_min`` may be traced.
 
+**Keys** (shared by every sampler in :mod:`jaxgen.sde.samplers`). ``key`` is one key or a
+``(B,)`` batch of per-example keys (:func:`jaxgen.core.sampling.as_example_keys`). Each
+example's key is split by :func:`jaxgen.core.sampling.initial_and_step_keys` into the key of
+its prior draw ``x_T = prior_std z`` and the keys of its steps, so every random number of
+example ``b`` comes from its own key: the same seed gives the same ``b``-th sample at any
+batch size, and samplers given the same key start from the same ``x_T``
+(:func:`prior_and_step_keys`).
+
 Reference:
   Song, Sohl-Dickstein, Kingma, Kumar, Ermon, Poole. Score-Based Generative Modeling through
   Stochastic Differential Equations. ICLR 2021 (eq. 6; App. G "noise removal").
@@ -34,12 +42,20 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-from jaxgen.diffusion.sampler_output import SamplerOutput, check_shape
+from jaxgen.core import sampling
+from jaxgen.core.sampling import SamplerOutput
+from jaxgen.core.validation import check_sample_shape
 from jaxgen.sde.parameterization import score_to_x0
 from jaxgen.sde.samplers import time_steps
 from jaxgen.sde.sdes import SDE, ScoreFn, _bcast
 
-__all__ = ["euler_maruyama_sample", "euler_maruyama_step", "tweedie_denoise"]
+__all__ = [
+    "euler_maruyama_sample",
+    "euler_maruyama_step",
+    "example_normal",
+    "prior_and_step_keys",
+    "tweedie_denoise",
+]
 
 
 def check_num_steps(num_steps: int, name: str = "num_steps") -> int:
@@ -47,21 +63,27 @@ def check_num_steps(num_steps: int, name: str = "num_steps") -> int:
     return time_steps.check_num_steps(num_steps, name=name)
 
 
-def check_choice(value: str, choices: tuple[str, ...], name: str) -> str:
-    """``value`` if it is one of ``choices``, else a ``ValueError`` listing them."""
-    if value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; expected one of {choices}.")
-    return value
-
-
 def prior_and_step_keys(
     sde: SDE, key: jax.Array, shape: tuple[int, ...], num_steps: int
 ) -> tuple[jax.Array, jax.Array]:
-    """``x_T ~ p_T`` (default float dtype) and one key per step; every sampler here splits
-    ``key`` this way, so that samplers given the same key start from the same ``x_T``."""
-    key_init, key_steps = jax.random.split(key)
-    x_T = sde.prior_sample(key_init, shape, dtype=jnp.result_type(float))
-    return x_T, jax.random.split(key_steps, num_steps)
+    """``x_T ~ p_T = N(0, prior_std^2 I)`` of ``shape = (B, *event)`` (default float dtype)
+    and ``(num_steps, B)`` per-example step keys.
+
+    ``x_T[b] = prior_std * z_b`` with ``z_b`` the standard normal draw of
+    :func:`jaxgen.core.sampling.initial_and_step_keys` from example ``b``'s key alone; every
+    sampler here starts this way, so samplers given the same key start from the same
+    ``x_T``.
+    """
+    z, step_keys = sampling.initial_and_step_keys(key, shape, num_steps, jnp.result_type(float))
+    return (sde.prior_std() * z).astype(z.dtype), step_keys
+
+
+def example_normal(key: jax.Array, x: jax.Array) -> jax.Array:
+    """Standard normal noise like ``x`` (``(B, *event)``), example ``b`` from its own key:
+    ``key`` is a ``(B,)`` batch of per-example keys or one key (then example ``b`` uses
+    ``fold_in(key, b)``)."""
+    keys = sampling.as_example_keys(key, x.shape[0])
+    return sampling.normal(keys, x.shape[1:], x.dtype)
 
 
 def resolve_t_min(sde: SDE, t_min: float | jax.Array | None) -> jax.Array:
@@ -85,11 +107,13 @@ def euler_maruyama_step(
     t_next: jax.Array,
 ) -> jax.Array:
     """One Euler-Maruyama step of the reverse SDE from ``t`` to ``t_next < t`` (both
-    ``(B,)``): ``x + [f - g^2 s] dt + g sqrt(|dt|) z`` (one model evaluation)."""
+    ``(B,)``): ``x + [f - g^2 s] dt + g sqrt(|dt|) z`` (one model evaluation); ``z`` of
+    example ``b`` from its own key (``key``: ``(B,)`` keys, or one key, see
+    :func:`example_normal`)."""
     dt = _bcast(t_next - t, x)
     drift = sde.reverse_drift(score_fn, x, t)
     g = _bcast(sde.diffusion(t), x)
-    z = jax.random.normal(key, x.shape, dtype=x.dtype)
+    z = example_normal(key, x)
     return (x + drift * dt + g * jnp.sqrt(jnp.abs(dt)) * z).astype(x.dtype)
 
 
@@ -108,7 +132,7 @@ def euler_maruyama_sample(
     Args:
       score_fn: ``score_fn(x, t)``, ``x (B, *event)``, float ``t (B,)``.
       sde: the forward SDE (VP, sub-VP, VE or any :class:`SDE`).
-      key: a ``jax.random.key``.
+      key: one ``jax.random.key`` or ``(B,)`` per-example keys (module docstring).
       shape: static sample shape ``(B, *event)``.
       num_steps: static number of steps ``N`` on the uniform grid ``T -> t_min``.
       t_min: end time; ``None`` means ``sde.t_min``.
@@ -118,7 +142,7 @@ def euler_maruyama_sample(
       :class:`SamplerOutput` with ``samples`` of shape ``shape`` and the static
       ``nfe = num_steps + denoise``.
     """
-    shape = check_shape(shape)
+    shape = check_sample_shape(shape)
     num_steps = check_num_steps(num_steps)
     t_end = resolve_t_min(sde, t_min)
     x_T, step_keys = prior_and_step_keys(sde, key, shape, num_steps)

@@ -65,11 +65,14 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 
-from jaxgen.diffusion.sampler_output import SamplerOutput, check_shape
+from jaxgen.core import sampling
+from jaxgen.core.sampling import SamplerOutput
+from jaxgen.core.validation import check_choice, check_sample_shape
 from jaxgen.sde.samplers.euler_maruyama import (
-    check_choice,
     check_num_steps,
     euler_maruyama_step,
+    example_normal,
+    prior_and_step_keys,
     resolve_t_min,
     tweedie_denoise,
 )
@@ -93,7 +96,8 @@ CORRECTORS: tuple[str, ...] = ("langevin", "none")
 LANGEVIN_STEPS: tuple[str, ...] = ("per_example", "batch_mean")
 
 ProjectFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
-"""``project(x, t, key) -> x``: applied after every step, ``t`` float ``(B,)``."""
+"""``project(x, t, keys) -> x``: applied after every step, ``t`` float ``(B,)``, ``keys`` a
+``(B,)`` batch of per-example keys (fresh for every call)."""
 
 
 def _per_example_norm(v: jax.Array) -> jax.Array:
@@ -132,7 +136,7 @@ def reverse_diffusion_predictor(
     del t_next
     f, g = sde.discretize(x, t, num_steps)
     g = _bcast(g, x)
-    z = jax.random.normal(key, x.shape, dtype=x.dtype)
+    z = example_normal(key, x)
     return (x - f + jnp.square(g) * score_fn(x, t) + g * z).astype(x.dtype)
 
 
@@ -160,7 +164,7 @@ def ancestral_predictor(
     _check_ancestral(sde)
     _, g = sde.discretize(x, t, num_steps)
     g2 = jnp.square(g)  # VP: beta_i; VE: sigma_i^2 - sigma_{i-1}^2
-    z = jax.random.normal(key, x.shape, dtype=x.dtype)
+    z = example_normal(key, x)
     s = score_fn(x, t)
     if isinstance(sde, VPSDE):
         mean = (x + _bcast(g2, x) * s) / _bcast(jnp.sqrt(1.0 - g2), x)
@@ -193,9 +197,9 @@ def langevin_corrector(
     ``eps = 2 a (snr ||z|| / ||s||)^2``; ``a = 1 - beta(t) / num_steps`` for VP / sub-VP,
     else 1. The norms are per example (``"per_example"``) or their batch means
     (``"batch_mean"``); see the module docstring for when each is appropriate."""
-    check_choice(langevin_step, LANGEVIN_STEPS, "langevin_step")
+    check_choice("langevin_step", langevin_step, LANGEVIN_STEPS)
     s = score_fn(x, t)
-    z = jax.random.normal(key, x.shape, dtype=x.dtype)
+    z = example_normal(key, x)
     grad_norm = _per_example_norm(s)
     noise_norm = _per_example_norm(z)
     if langevin_step == "batch_mean":
@@ -257,9 +261,9 @@ def _check_pc_options(
     sde, num_steps, predictor, corrector, num_corrector_steps, snr, langevin_step
 ):
     check_num_steps(num_steps)
-    check_choice(predictor, PREDICTORS, "predictor")
-    check_choice(corrector, CORRECTORS, "corrector")
-    check_choice(langevin_step, LANGEVIN_STEPS, "langevin_step")
+    check_choice("predictor", predictor, PREDICTORS)
+    check_choice("corrector", corrector, CORRECTORS)
+    check_choice("langevin_step", langevin_step, LANGEVIN_STEPS)
     if (
         isinstance(num_corrector_steps, bool)
         or not isinstance(num_corrector_steps, int)
@@ -281,45 +285,37 @@ def _check_pc_options(
         raise ValueError(f"snr must be positive, got {snr!r}.")
 
 
-def pc_loop(
+def _pc_scan(
     score_fn: ScoreFn,
     sde: SDE,
-    key: jax.Array,
+    step_keys: jax.Array,
     x_init: jax.Array,
     *,
     num_steps: int,
-    predictor: str = "reverse_diffusion",
-    corrector: str = "langevin",
-    snr: float | jax.Array = 0.16,
-    num_corrector_steps: int = 1,
-    langevin_step: str = "per_example",
-    t_min: float | jax.Array | None = None,
-    project: ProjectFn | None = None,
+    predictor: str,
+    corrector: str,
+    snr: float | jax.Array,
+    num_corrector_steps: int,
+    langevin_step: str,
+    t_min: float | jax.Array | None,
+    project: ProjectFn | None,
 ) -> jax.Array:
-    """The PC iterations from ``x_init`` at ``T`` down to ``t_min`` (no denoising).
-
-    ``project(x, t, key)``, if given, is applied after every predictor and every corrector
-    step, with the time that step ended at and a fresh key. Returns ``x`` at ``t_min``.
-    Options as :func:`pc_sample`; costs ``pc_nfe(num_steps, ..., denoise=False)``
-    evaluations.
-    """
-    _check_pc_options(sde, num_steps, predictor, corrector, num_corrector_steps, snr, langevin_step)
+    """The PC iterations with ``(num_steps, B)`` per-example step keys (options checked)."""
     predict = _PREDICTOR_FNS[predictor]
     correct = _CORRECTOR_FNS[corrector]
     m = num_corrector_steps if corrector != "none" else 0
     batch = x_init.shape[0]
     dtype = x_init.dtype
     times = sde.time_grid(num_steps, t_min=resolve_t_min(sde, t_min)).astype(dtype)
-    step_keys = jax.random.split(key, num_steps)
 
     def maybe_project(x, t_b, k):
         return x if project is None else project(x, t_b, k)
 
     def step(x, inputs):
-        t, t_next, step_key = inputs
+        t, t_next, step_key = inputs  # step_key: (B,), one per example
         t_b = jnp.full((batch,), t, dtype=dtype)
         t_next_b = jnp.full((batch,), t_next, dtype=dtype)
-        keys = jax.random.split(step_key, 2 * (m + 1))
+        keys = sampling.step_keys(step_key, 2 * (m + 1))  # (2 (m + 1), B)
         if predictor != "none":
             x = predict(score_fn, sde, keys[0], x, t_b, t_next_b, num_steps=num_steps)
             x = maybe_project(x, t_next_b, keys[1])
@@ -339,6 +335,49 @@ def pc_loop(
 
     x, _ = jax.lax.scan(step, x_init, (times[:-1], times[1:], step_keys))
     return x
+
+
+def pc_loop(
+    score_fn: ScoreFn,
+    sde: SDE,
+    key: jax.Array,
+    x_init: jax.Array,
+    *,
+    num_steps: int,
+    predictor: str = "reverse_diffusion",
+    corrector: str = "langevin",
+    snr: float | jax.Array = 0.16,
+    num_corrector_steps: int = 1,
+    langevin_step: str = "per_example",
+    t_min: float | jax.Array | None = None,
+    project: ProjectFn | None = None,
+) -> jax.Array:
+    """The PC iterations from ``x_init`` at ``T`` down to ``t_min`` (no denoising).
+
+    ``key`` is one key or ``(B,)`` per-example keys; example ``b``'s key is split into one
+    key per step (:func:`jaxgen.core.sampling.step_keys`) and each step's into the keys of
+    its predictor, corrector and projection noise, so example ``b``'s randomness is its
+    own. ``project(x, t, keys)``, if given, is applied after every predictor and every
+    corrector step, with the time that step ended at and fresh ``(B,)`` per-example keys.
+    Returns ``x`` at ``t_min``. Options as :func:`pc_sample`; costs
+    ``pc_nfe(num_steps, ..., denoise=False)`` evaluations.
+    """
+    _check_pc_options(sde, num_steps, predictor, corrector, num_corrector_steps, snr, langevin_step)
+    keys = sampling.as_example_keys(key, x_init.shape[0])
+    return _pc_scan(
+        score_fn,
+        sde,
+        sampling.step_keys(keys, num_steps),
+        x_init,
+        num_steps=num_steps,
+        predictor=predictor,
+        corrector=corrector,
+        snr=snr,
+        num_corrector_steps=num_corrector_steps,
+        langevin_step=langevin_step,
+        t_min=t_min,
+        project=project,
+    )
 
 
 def pc_sample(
@@ -361,7 +400,8 @@ def pc_sample(
     Args:
       score_fn: ``score_fn(x, t)``, ``x (B, *event)``, float ``t (B,)``.
       sde: the forward SDE.
-      key: a ``jax.random.key``.
+      key: one ``jax.random.key`` or ``(B,)`` per-example keys (split as
+        :func:`jaxgen.sde.samplers.euler_maruyama.prior_and_step_keys`).
       shape: static sample shape ``(B, *event)``.
       num_steps: static ``N``, the number of predictor steps (and of the discretised chain).
       predictor: one of :data:`PREDICTORS`.
@@ -377,14 +417,14 @@ def pc_sample(
       :class:`SamplerOutput` with ``samples`` of shape ``shape`` and the static
       ``nfe = N (P + M C) + denoise`` (``P``, ``C`` = 1, or 0 for ``"none"``).
     """
-    shape = check_shape(shape)
+    shape = check_sample_shape(shape)
     _check_pc_options(sde, num_steps, predictor, corrector, num_corrector_steps, snr, langevin_step)
-    key_init, loop_key = jax.random.split(key)  # same x_T as the other samplers' split
-    x_T = sde.prior_sample(key_init, shape, dtype=jnp.result_type(float))
-    x = pc_loop(
+    # The shared split: the x_T and step keys of Euler-Maruyama for the same key.
+    x_T, step_keys = prior_and_step_keys(sde, key, shape, num_steps)
+    x = _pc_scan(
         score_fn,
         sde,
-        loop_key,
+        step_keys,
         x_T,
         num_steps=num_steps,
         predictor=predictor,
@@ -393,6 +433,7 @@ def pc_sample(
         num_corrector_steps=num_corrector_steps,
         langevin_step=langevin_step,
         t_min=t_min,
+        project=None,
     )
     if denoise:
         x = tweedie_denoise(score_fn, sde, x, resolve_t_min(sde, t_min).astype(x.dtype))

@@ -20,8 +20,12 @@ both on ``num_steps`` steps of the grid uniform in ``t`` (``h_i = t_{i+1} - t_i`
 
 * ``"adaptive"``: an embedded Runge-Kutta pair, Tsit5 (Tsitouras 2011) or Dopri5 (Dormand &
   Prince 1980, the "RK45" of Song et al.'s likelihood and sampling experiments), with a PID
-  step-size controller (``rtol``, ``atol``) via :func:`diffrax.diffeqsolve`; one solve for
-  the whole batch (shared steps; the error norm is diffrax's RMS over all elements).
+  step-size controller (``rtol``, ``atol``) via :func:`diffrax.diffeqsolve`.
+  :func:`probability_flow_sample` solves each example on its own (``jax.vmap`` of
+  per-example solves, each with its own step sizes), so a sample depends only on its own
+  ``x_T``, not on the batch it is drawn in; :func:`probability_flow_solve` does that with
+  ``per_example=True`` and otherwise makes one joint solve for the whole batch (shared
+  steps; the error norm is diffrax's RMS over all elements).
 
 **NFE of the adaptive solve.** diffrax counts steps, not evaluations, so ``nfe`` is derived
 from its algorithm (diffrax 0.7). Both pairs have ``s = 7`` stages and the FSAL property
@@ -41,6 +45,10 @@ there is no previous stage to reuse, while every later attempt reuses it, even a
 rejection (the step restarts from the same point). ``a_1`` is counted by a thin wrapper
 around diffrax's PID controller and read back from the final controller state. A test
 checks the formula against a direct count of vector-field calls (``jax.debug.callback``).
+With per-example solves the formula holds for each example (``nfe`` of
+:func:`probability_flow_solve` is then ``(B,)``); the sampler reports the largest count in
+the batch, the work of its slowest example (under ``vmap`` the batch runs until that
+example is done, finished examples idling, so the batch's actual work is at least this).
 
 With ``denoise=True``, sampling ends with Tweedie's ``x_0 = (x + sigma^2 s) / alpha`` at
 ``t_min`` (one more evaluation). Under ``jax.jit``, ``shape``, ``method``, ``num_steps``,
@@ -65,10 +73,11 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-from jaxgen.diffusion.sampler_output import SamplerOutput, check_shape
+from jaxgen.core.sampling import SamplerOutput
+from jaxgen.core.validation import check_choice, check_sample_shape
 from jaxgen.sde.samplers.euler_maruyama import (
-    check_choice,
     check_num_steps,
+    prior_and_step_keys,
     resolve_t_min,
     tweedie_denoise,
 )
@@ -149,7 +158,12 @@ def _first_attempts_controller():
     return FirstAttemptsController
 
 
-def _adaptive_solve(vector_field, x, t0, t1, *, solver, rtol, atol, max_steps):
+def _squeeze_first(solution):
+    out, nfe = solution
+    return out[0], nfe
+
+
+def _adaptive_solve(vector_field, x, *, t0, t1, solver, rtol, atol, max_steps):
     import diffrax
 
     batch = x.shape[0]
@@ -178,8 +192,8 @@ def _adaptive_solve(vector_field, x, t0, t1, *, solver, rtol, atol, max_steps):
 
 
 def _check_options(method, num_steps, solver, max_steps):
-    check_choice(method, METHODS, "method")
-    check_choice(solver, ADAPTIVE_SOLVERS, "solver")
+    check_choice("method", method, METHODS)
+    check_choice("solver", solver, ADAPTIVE_SOLVERS)
     if method == "adaptive":
         check_num_steps(max_steps, "max_steps")
     else:
@@ -199,6 +213,7 @@ def probability_flow_solve(
     atol: float = 1e-5,
     solver: str = "tsit5",
     max_steps: int = 4096,
+    per_example: bool = False,
 ) -> SamplerOutput:
     """Integrates the probability-flow ODE (eq. 13) from ``x`` at time ``t0`` to ``t1``
     (either direction: ``t0 > t1`` generates, ``t0 < t1`` encodes).
@@ -215,11 +230,15 @@ def probability_flow_solve(
       atol: absolute tolerance of the adaptive method.
       solver: ``"tsit5"`` or ``"dopri5"`` (adaptive).
       max_steps: static cap on adaptive step attempts (diffrax raises beyond it).
+      per_example: static; adaptive only: solve each example on its own (``jax.vmap`` of
+        one solve per example, with its own step-size control) instead of one joint solve
+        for the batch, so an example's result does not depend on the rest of its batch.
 
     Returns:
       :class:`SamplerOutput` with the state at ``t1`` (like ``x``) and ``nfe``: a static int
       (``num_steps`` or ``2 num_steps``) or, for ``"adaptive"``, an int32 array (module
-      docstring).
+      docstring): a scalar for the joint solve, the per-example counts ``(B,)`` with
+      ``per_example=True``.
     """
     _check_options(method, num_steps, solver, max_steps)
     x = jnp.asarray(x)
@@ -227,9 +246,20 @@ def probability_flow_solve(
         raise ValueError(f"x must have shape (B, *event), got {x.shape}.")
     vector_field = sde.probability_flow(score_fn)
     if method == "adaptive":
-        out, nfe = _adaptive_solve(
-            vector_field, x, t0, t1, solver=solver, rtol=rtol, atol=atol, max_steps=max_steps
+        solve = functools.partial(
+            _adaptive_solve,
+            vector_field,
+            t0=t0,
+            t1=t1,
+            solver=solver,
+            rtol=rtol,
+            atol=atol,
+            max_steps=max_steps,
         )
+        if per_example:
+            out, nfe = jax.vmap(lambda x1: _squeeze_first(solve(x1[None])))(x)
+        else:
+            out, nfe = solve(x)
         return SamplerOutput(samples=out, nfe=nfe)
     out = _fixed_step_solve(vector_field, x, t0, t1, method=method, num_steps=num_steps)
     return SamplerOutput(samples=out, nfe=num_steps * (2 if method == "heun" else 1))
@@ -256,8 +286,10 @@ def probability_flow_sample(
     Args:
       score_fn: ``score_fn(x, t)``, ``x (B, *event)``, float ``t (B,)``.
       sde: the forward SDE.
-      key: a ``jax.random.key`` (only ``x_T`` is random; it is the ``x_T`` of the other
-        samplers for the same key).
+      key: one ``jax.random.key`` or ``(B,)`` per-example keys; only ``x_T`` is random,
+        drawn per example as every sampler here does
+        (:func:`jaxgen.sde.samplers.euler_maruyama.prior_and_step_keys`), so it is the
+        ``x_T`` of the other samplers for the same key.
       shape: static sample shape ``(B, *event)``.
       method: ``"euler"``, ``"heun"`` or ``"adaptive"``.
       num_steps: static number of steps of the fixed-step methods (unused by adaptive).
@@ -270,12 +302,12 @@ def probability_flow_sample(
 
     Returns:
       :class:`SamplerOutput`; ``nfe`` = ``num_steps`` (euler) or ``2 num_steps`` (heun), a
-      static int, or the int32 array of the adaptive count, plus ``denoise``.
+      static int, or for ``"adaptive"`` an int32 scalar array, the largest per-example
+      count, plus ``denoise``.
     """
-    shape = check_shape(shape)
+    shape = check_sample_shape(shape)
     _check_options(method, num_steps, solver, max_steps)
-    key_init, _ = jax.random.split(key)  # the split of the other samplers: same x_T
-    x_T = sde.prior_sample(key_init, shape, dtype=jnp.result_type(float))
+    x_T, _ = prior_and_step_keys(sde, key, shape, 1)  # the other samplers' x_T
     t_end = resolve_t_min(sde, t_min)
     out = probability_flow_solve(
         score_fn,
@@ -289,8 +321,11 @@ def probability_flow_sample(
         atol=atol,
         solver=solver,
         max_steps=max_steps,
+        per_example=True,
     )
     x, nfe = out.samples, out.nfe
+    if method == "adaptive":
+        nfe = jnp.max(nfe)  # the slowest example's count (see the module docstring)
     if denoise:
         x = tweedie_denoise(score_fn, sde, x, t_end.astype(x.dtype))
         nfe = nfe + 1

@@ -31,6 +31,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from jaxgen.core.validation import check_choice, check_positive_int
 from jaxgen.sde.sdes import SDE
 
 __all__ = ["SPACINGS", "karras_sigma_ratios", "time_steps"]
@@ -39,10 +40,9 @@ SPACINGS: tuple[str, ...] = ("time_uniform", "time_quadratic", "log_snr", "karra
 
 
 def check_num_steps(num_steps: int, *, minimum: int = 1, name: str = "num_steps") -> int:
-    """``num_steps`` as a Python int ``>= minimum`` (it fixes shapes, so it must be static)."""
-    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < minimum:
-        raise ValueError(f"{name} must be a static Python int >= {minimum}, got {num_steps!r}.")
-    return num_steps
+    """``num_steps`` as a Python int ``>= minimum`` (it fixes shapes, so it must be static;
+    :func:`jaxgen.core.validation.check_positive_int`)."""
+    return check_positive_int(num_steps, name, minimum=minimum)
 
 
 def resolve_t_min(sde: SDE, t_min: float | None) -> float | jax.Array:
@@ -85,8 +85,7 @@ def time_steps(
     Returns:
       Float array of shape ``(num_steps + 1,)``, strictly decreasing, with exact endpoints.
     """
-    if spacing not in SPACINGS:
-        raise ValueError(f"unknown spacing {spacing!r}; expected one of {SPACINGS}.")
+    check_choice("spacing", spacing, SPACINGS)
     num_steps = check_num_steps(num_steps)
     if not rho > 0:
         raise ValueError(f"rho must be positive, got {rho!r}.")
