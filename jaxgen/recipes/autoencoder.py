@@ -13,7 +13,6 @@ pixel error and the code penalty; it reports no likelihood, since there is none.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 import jax
@@ -21,11 +20,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgen.config import ConfigError
+from jaxgen.core.sampling import SamplerOutput, example_keys, normal
+from jaxgen.core.units import bits_per_dim
 from jaxgen.nets.mlp import ACTIVATIONS, MLP
 from jaxgen.recipes.base import Recipe, check_choice, evaluate_in_chunks
 from jaxgen.recipes.decoder_likelihood import DecoderLikelihood
 from jaxgen.recipes.modules import ModuleSet
-from jaxgen.recipes.registry import register
 from jaxgen.recipes.vae import flat_size, vae_figures
 from jaxgen.vae import autoencoders
 
@@ -48,7 +48,6 @@ class AutoencoderConfig:
     code_stats_decay: float = 0.99
 
 
-@register
 class AutoencoderRecipe(Recipe):
     """MLP autoencoder with an ex-post Gaussian over its codes; see the module docstring."""
 
@@ -88,7 +87,7 @@ class AutoencoderRecipe(Recipe):
             }
         )
 
-    def init_params(self, key: jax.Array) -> Any:
+    def init_params(self, key: jax.Array, init_batch: Any = None) -> Any:
         d = self.config.model.latent_dim
         params = self.modules.init(key)
         params["code_stats"] = {
@@ -146,12 +145,24 @@ class AutoencoderRecipe(Recipe):
         cov = stats["second_moment"] / weight - jnp.outer(mean, mean)
         return mean, 0.5 * (cov + cov.T)
 
-    def sample(self, params, key, num_samples):
+    def sample(
+        self,
+        params: Any,
+        key: jax.Array,
+        num_samples: int,
+        *,
+        first_index: int | jax.Array = 0,
+        condition: Any = None,
+    ) -> SamplerOutput:
+        """``z ~ N(mean, cov)`` of the training codes (``z = mean + C eps``, ``C C^T = cov +
+        1e-5 I``, ``eps`` from each example's own key), decoded: one decoder pass."""
+        del condition  # unconditional
         mean, cov = self.code_distribution(params)
         d = mean.shape[0]
         chol = jnp.linalg.cholesky(cov + 1e-5 * jnp.eye(d))
-        z = mean[None, :] + jax.random.normal(key, (num_samples, d)) @ chol.T
-        return self.likelihood.picture(self.decoder_fn(params)(z))
+        eps = normal(example_keys(key, num_samples, start=first_index), (d,), mean.dtype)
+        z = mean[None, :] + eps @ chol.T
+        return SamplerOutput(self.likelihood.picture(self.decoder_fn(params)(z)), 1)
 
     def _eval_chunk(self, params, images, key):
         x = self.likelihood.eval_data(images, key)
@@ -169,7 +180,7 @@ class AutoencoderRecipe(Recipe):
         rec = -self.likelihood.discrete_log_prob(-np.asarray(out["reconstruction"]), self.num_dims)
         return {
             "reconstruction_nats": float(rec.mean()),
-            "reconstruction_bits_per_dim": float(rec.mean() / (self.num_dims * math.log(2.0))),
+            "reconstruction_bits_per_dim": float(bits_per_dim(rec.mean(), self.num_dims)),
             "mean_squared_error": float(np.mean(out["squared_error"]) / self.num_dims),
             "num_examples": float(len(rec)),
         }
@@ -183,5 +194,5 @@ class AutoencoderRecipe(Recipe):
             decode,
             images,
             latent_dim=0,  # no N(0, I) prior to map
-            sample=self.sample(params, key, 64),
+            sample=self.sample(params, key, 64).samples,
         )

@@ -11,20 +11,22 @@ and how its log-likelihood becomes bits/dim.
   uniformly dequantized data ``x + w (u - 1/2)`` (bin width ``w = 2 / (L - 1)``), so
   ``log p(x + u) + D log w`` is a lower bound on the discrete log-probability (Theis et al.
   2016) and their bits/dim are comparable too; on continuous data they are plain nats.
+
+The bin width, the offset ``D log w`` and bits/dim are those of :mod:`jaxgen.core.units`
+(the ``"centered"`` grid of images in ``[-1, 1]``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 
 import jax
 import jax.numpy as jnp
 
 from jaxgen.config import ConfigError
+from jaxgen.core import units
 from jaxgen.recipes.base import check_choice
-from jaxgen.sde.likelihood import dequantization_offset
 from jaxgen.vae import likelihoods
 
 BINARIZATIONS = ("none", "dynamic")
@@ -74,7 +76,7 @@ class DecoderLikelihood:
         if self.name == "bernoulli":
             return jax.random.bernoulli(key, 0.5 * (x + 1.0)).astype(x.dtype)
         if self.dequantize:
-            width = 2.0 / (self.num_levels - 1)
+            width = units.bin_width(self.num_levels, grid="centered")
             return x + width * (jax.random.uniform(key, x.shape, x.dtype) - 0.5)
         return x
 
@@ -103,7 +105,8 @@ class DecoderLikelihood:
         return 2.0 * mean - 1.0 if self.name == "bernoulli" else mean
 
     def sample(self, out: jax.Array, key: jax.Array) -> jax.Array:
-        """One draw from the decoder in the [-1, 1] scale."""
+        """One draw from the decoder in the [-1, 1] scale; ``key``: one key or ``(B,)``
+        per-example keys (each example drawn from its own key)."""
         x = likelihoods.decoder_sample(
             self.name, out, key, num_levels=self.num_levels, fixed_std=self.fixed_std
         )
@@ -111,8 +114,10 @@ class DecoderLikelihood:
 
     def discrete_log_prob(self, log_px: jax.Array, num_dims: int) -> jax.Array:
         """Log-probability of the discrete data (nats): densities get ``+ D log w``."""
-        return log_px + (dequantization_offset(self.num_levels, num_dims) if self.dequantize else 0)
+        if not self.dequantize:
+            return log_px
+        return log_px + units.dequantization_offset(self.num_levels, num_dims, grid="centered")
 
     def bits_per_dim(self, log_px: jax.Array, num_dims: int) -> jax.Array:
         """``-log P(x) / (D log 2)`` on the discrete (or continuous) data."""
-        return -self.discrete_log_prob(log_px, num_dims) / (num_dims * math.log(2.0))
+        return units.bits_per_dim(-self.discrete_log_prob(log_px, num_dims), num_dims)

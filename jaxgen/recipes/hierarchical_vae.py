@@ -17,11 +17,11 @@ import jax
 import jax.numpy as jnp
 
 from jaxgen.config import ConfigError
+from jaxgen.core.sampling import SamplerOutput, example_keys
 from jaxgen.nets.mlp import ACTIVATIONS, MLP, activation_fn
 from jaxgen.recipes.base import Recipe, check_choice, evaluate_in_chunks
 from jaxgen.recipes.decoder_likelihood import DecoderLikelihood
 from jaxgen.recipes.modules import ModuleSet
-from jaxgen.recipes.registry import register
 from jaxgen.recipes.vae import (
     SAMPLE_MODES,
     encoder_output,
@@ -53,12 +53,13 @@ class HierarchicalVAEConfig:
     eval_chunk_size: int = 100
 
 
-@register
 class HierarchicalVAERecipe(Recipe):
     """Ladder VAE on flattened data; see the module docstring."""
 
     family = "hierarchical_vae"
     config_class = HierarchicalVAEConfig
+    sample_options = ("temperature",)
+    eval_time_fields = ("sample_mode", "eval_importance_samples", "eval_chunk_size")
 
     def setup(self) -> None:
         m: HierarchicalVAEConfig = self.config.model
@@ -113,7 +114,7 @@ class HierarchicalVAERecipe(Recipe):
 
     # ------------------------------------------------------------------ networks
 
-    def init_params(self, key: jax.Array) -> Any:
+    def init_params(self, key: jax.Array, init_batch: Any = None) -> Any:
         return self.modules.init(key)
 
     def bottom_up_fn(self, params):
@@ -163,19 +164,34 @@ class HierarchicalVAERecipe(Recipe):
         )
         return per_example, terms, {}
 
-    def sample(self, params, key, num_samples, *, temperature: float = 1.0):
+    def sample(
+        self,
+        params: Any,
+        key: jax.Array,
+        num_samples: int,
+        *,
+        first_index: int | jax.Array = 0,
+        condition: Any = None,
+        temperature: float = 1.0,
+    ) -> SamplerOutput:
+        """Ancestral samples at temperature ``T`` (``L`` network passes: ``L - 1`` top-down and
+        the decoder); example ``i`` splits its key ``example_keys(key, num_samples,
+        start=first_index)[i]`` into its latents' key and (``sample_mode='sample'``) its
+        ``x ~ p(x | z_1)`` key."""
+        del condition  # unconditional
         m: HierarchicalVAEConfig = self.config.model
-        z_key, x_key = jax.random.split(key)
-        out, _ = hierarchical.ladder_sample(
+        keys = example_keys(key, num_samples, start=first_index)
+        pairs = jax.vmap(jax.random.split)(keys)  # (B, 2): (latents key, x key)
+        out = hierarchical.ladder_sample(
             self.top_down_fns(params),
             self.decoder_fn(params),
-            z_key,
-            top_shape=(num_samples, m.latent_dims[-1]),
+            pairs[:, 0],
+            (num_samples, m.latent_dims[-1]),
             temperature=temperature,
         )
         if m.sample_mode == "sample":
-            return self.likelihood.sample(out, x_key)
-        return self.likelihood.picture(out)
+            return SamplerOutput(self.likelihood.sample(out.samples, pairs[:, 1]), out.nfe)
+        return SamplerOutput(self.likelihood.picture(out.samples), out.nfe)
 
     # ------------------------------------------------------------------ evaluation
 
@@ -229,5 +245,5 @@ class HierarchicalVAERecipe(Recipe):
             decode,
             images,
             latent_dim=0,  # z_1 is not N(0, I) in a hierarchy: no manifold picture
-            sample=self.sample(params, key, 64),
+            sample=self.sample(params, key, 64).samples,
         )

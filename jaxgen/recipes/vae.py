@@ -24,12 +24,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgen.config import ConfigError
+from jaxgen.core.sampling import SamplerOutput, example_keys, normal
+from jaxgen.core.units import bits_per_dim
 from jaxgen.nets.mlp import ACTIVATIONS, MLP
 from jaxgen.recipes import latent_figures
 from jaxgen.recipes.base import Recipe, check_choice, evaluate_in_chunks
 from jaxgen.recipes.decoder_likelihood import DecoderLikelihood
 from jaxgen.recipes.modules import ModuleSet
-from jaxgen.recipes.registry import register
 from jaxgen.vae import elbo, iwae
 from jaxgen.vae.gaussian import DiagonalGaussian
 
@@ -71,12 +72,13 @@ def encoder_output(raw: jax.Array, *, min_log_std: float) -> DiagonalGaussian:
     return DiagonalGaussian(mean, jnp.maximum(log_std, min_log_std))
 
 
-@register
 class VAERecipe(Recipe):
     """MLP VAE with the ELBO or IWAE objective; see the module docstring."""
 
     family = "vae"
     config_class = VAEConfig
+    sample_options = ("temperature",)
+    eval_time_fields = ("sample_mode", "eval_importance_samples", "eval_chunk_size")
 
     def setup(self) -> None:
         m: VAEConfig = self.config.model
@@ -122,7 +124,7 @@ class VAERecipe(Recipe):
 
     # ------------------------------------------------------------------ networks
 
-    def init_params(self, key: jax.Array) -> Any:
+    def init_params(self, key: jax.Array, init_batch: Any = None) -> Any:
         return self.modules.init(key)
 
     def encoder_fn(self, params: Any):
@@ -166,14 +168,29 @@ class VAERecipe(Recipe):
     def decode_pictures(self, params: Any, z: jax.Array) -> jax.Array:
         return self.likelihood.picture(self.decoder_fn(params)(z))
 
-    def sample(self, params, key, num_samples, *, temperature: float = 1.0):
-        m: VAEConfig = self.config.model
-        z_key, x_key = jax.random.split(key)
-        z = temperature * jax.random.normal(z_key, (num_samples, m.latent_dim))
-        out = self.decoder_fn(params)(z)
-        if m.sample_mode == "sample":
-            return self.likelihood.sample(out, x_key)
-        return self.likelihood.picture(out)
+    def sample(
+        self,
+        params: Any,
+        key: jax.Array,
+        num_samples: int,
+        *,
+        first_index: int | jax.Array = 0,
+        condition: Any = None,
+        temperature: float = 1.0,
+    ) -> SamplerOutput:
+        """``z ~ N(0, T^2 I)`` decoded (one decoder pass): the decoder's mean picture, or with
+        ``model.sample_mode='sample'`` a draw ``x ~ p(x | z)``. Example ``i`` splits its key
+        ``example_keys(key, num_samples, start=first_index)[i]`` into its ``z`` key and its
+        ``x`` key."""
+        del condition  # unconditional
+        return latent_decoder_sample(
+            self.decoder_fn(params),
+            self.likelihood,
+            example_keys(key, num_samples, start=first_index),
+            (self.config.model.latent_dim,),
+            temperature=temperature,
+            draw=self.config.model.sample_mode == "sample",
+        )
 
     # ------------------------------------------------------------------ evaluation
 
@@ -216,8 +233,28 @@ class VAERecipe(Recipe):
             functools.partial(self.decode_pictures, params),
             images,
             latent_dim=self.config.model.latent_dim,
-            sample=self.sample(params, key, 64),
+            sample=self.sample(params, key, 64).samples,
         )
+
+
+def latent_decoder_sample(
+    decoder_fn,
+    likelihood: DecoderLikelihood,
+    keys: jax.Array,
+    latent_shape: tuple[int, ...],
+    *,
+    temperature: float = 1.0,
+    draw: bool = False,
+) -> SamplerOutput:
+    """Decode ``z = T eps``, ``eps ~ N(0, I)`` of ``latent_shape`` per example: each of the
+    ``(B,)`` per-example ``keys`` is split into the key of its ``eps`` and, with ``draw``,
+    the key of its draw ``x ~ p(x | z)`` (else the decoder's mean picture); ``nfe = 1``."""
+    pairs = jax.vmap(jax.random.split)(keys)  # (B, 2): (z key, x key) of each example
+    z = temperature * normal(pairs[:, 0], latent_shape)
+    out = decoder_fn(z)
+    if draw:
+        return SamplerOutput(likelihood.sample(out, pairs[:, 1]), 1)
+    return SamplerOutput(likelihood.picture(out), 1)
 
 
 def latent_variable_metrics(
@@ -233,15 +270,14 @@ def latent_variable_metrics(
     """Test NLL and bound in nats and bits/dim (discrete where the data are), KL, active units."""
     log_p = likelihood.discrete_log_prob(np.asarray(log_px, np.float64), num_dims)
     log_elbo = likelihood.discrete_log_prob(np.asarray(elbo, np.float64), num_dims)
-    per_dim = num_dims * math.log(2.0)
     out = {
         "nll_nats": float(-log_p.mean()),
         "nll_nats_stderr": float(log_p.std(ddof=1) / math.sqrt(len(log_p)))
         if len(log_p) > 1
         else 0.0,
-        "bits_per_dim": float(-log_p.mean() / per_dim),
+        "bits_per_dim": float(bits_per_dim(-log_p.mean(), num_dims)),
         "elbo_nats": float(-log_elbo.mean()),
-        "elbo_bits_per_dim": float(-log_elbo.mean() / per_dim),
+        "elbo_bits_per_dim": float(bits_per_dim(-log_elbo.mean(), num_dims)),
         "kl_nats": float(np.mean(kl)),
         "num_importance_samples": float(num_importance_samples),
         "num_examples": float(len(log_p)),

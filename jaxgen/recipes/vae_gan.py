@@ -3,12 +3,16 @@ feature-matching loss on a discriminator's hidden layer, plus a GAN on reconstru
 prior samples.
 
 The three players (encoder, decoder, discriminator) have their own losses (Larsen et al.
-eq. 10, Algorithm 1; ``jaxgen.vae.vae_gan.vae_gan_losses``). One training step updates all
-three at once: the objective is ``L_enc(theta_enc) + L_dec(theta_dec) + L_dis(theta_dis)``
-where each player's loss sees the other players' parameters through ``stop_gradient``, so
-each player moves along the gradient of its own loss only (a simultaneous-update GAN step;
-the discriminator's features inside ``L_llike`` do not train the discriminator). Adam is
-per-parameter, so this is the same as three optimizers with the same settings.
+eq. 10, Algorithm 1; ``jaxgen.vae.vae_gan.vae_gan_losses``, which evaluates each network
+once per step). One training step updates all three at once: the objective is
+``L_enc + L_dec + L_dis`` with its gradient routed by
+``jaxgen.vae.vae_gan.route_player_gradients``, so each player moves along the gradient of
+its own loss only, w.r.t. its own parameters (a simultaneous-update GAN step; the
+discriminator's features inside ``L_llike`` do not train the discriminator). Adam is
+per-parameter, so this is the same as three optimizers with the same settings. The step
+logs every player's loss and terms: ``encoder_loss``, ``decoder_loss``,
+``discriminator_loss`` and ``<player>_<term>`` (e.g. ``encoder_kl``,
+``discriminator_d_real``); ``loss`` is their sum.
 
 The decoder outputs images in [-1, 1] (tanh). Evaluation reports the held-out squared
 reconstruction error, the KL and the discriminator's mean output on real and generated
@@ -25,14 +29,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgen.config import ConfigError
+from jaxgen.core.sampling import SamplerOutput, example_keys, normal
 from jaxgen.nets.mlp import ACTIVATIONS, MLP
 from jaxgen.recipes.base import Recipe, check_choice, evaluate_in_chunks
 from jaxgen.recipes.modules import ModuleSet
-from jaxgen.recipes.registry import register
 from jaxgen.recipes.vae import encoder_output, flat_size, vae_figures
 from jaxgen.vae import vae_gan
-
-PLAYERS = ("encoder", "decoder", "discriminator")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,7 +52,6 @@ class VAEGANConfig:
     min_log_std: float = -7.0
 
 
-@register
 class VAEGANRecipe(Recipe):
     """Three-player VAE-GAN trained by one simultaneous step; see the module docstring."""
 
@@ -83,7 +84,7 @@ class VAEGANRecipe(Recipe):
             }
         )
 
-    def init_params(self, key: jax.Array) -> Any:
+    def init_params(self, key: jax.Array, init_batch: Any = None) -> Any:
         return self.modules.init(key)
 
     def _callables(self, params):
@@ -104,29 +105,37 @@ class VAEGANRecipe(Recipe):
 
         return encoder_fn, decoder_fn, discriminator_fn
 
-    def loss(self, params, batch, key):
+    def objective(self, params: Any, x: jax.Array, key: jax.Array) -> vae_gan.PlayerLosses:
+        """The three players' ``(per_example, terms)``, each network evaluated once."""
         m: VAEGANConfig = self.config.model
-        x = batch[self.data_key]
-        total = 0.0
-        terms = {}
-        for player in PLAYERS:
-            frozen = {k: v if k == player else jax.lax.stop_gradient(v) for k, v in params.items()}
-            losses, terms = vae_gan.vae_gan_losses(
-                *self._callables(frozen), x, key, gamma=m.gamma, beta=m.beta
-            )
-            total = total + losses[player]
-            terms = {**terms, f"loss_{player}": losses[player]}
-        return total, terms
+        return vae_gan.vae_gan_losses(*self._callables(params), x, key, gamma=m.gamma, beta=m.beta)
 
-    def sample(self, params, key, num_samples):
+    def loss(self, params, batch, key):
+        losses = vae_gan.route_player_gradients(self.objective, params, batch[self.data_key], key)
+        per_example = sum(losses[player][0] for player in vae_gan.PLAYERS)
+        return per_example, vae_gan.player_terms(losses)
+
+    def sample(
+        self,
+        params: Any,
+        key: jax.Array,
+        num_samples: int,
+        *,
+        first_index: int | jax.Array = 0,
+        condition: Any = None,
+    ) -> SamplerOutput:
+        """Decoded prior draws ``Dec(z)``, ``z ~ N(0, I)`` from each example's own key (one
+        decoder pass)."""
+        del condition  # unconditional
         _, decoder_fn, _ = self._callables(params)
-        return decoder_fn(jax.random.normal(key, (num_samples, self.config.model.latent_dim)))
+        keys = example_keys(key, num_samples, start=first_index)
+        return SamplerOutput(decoder_fn(normal(keys, (self.config.model.latent_dim,))), 1)
 
     def _eval_chunk(self, params, images, key):
         encoder_fn, decoder_fn, discriminator_fn = self._callables(params)
         q = encoder_fn(images)
         recon = decoder_fn(q.mean)
-        fake = self.sample(params, key, images.shape[0])
+        fake = self.sample(params, key, images.shape[0]).samples
         return {
             "squared_error": jnp.sum((recon - images).reshape(images.shape[0], -1) ** 2, axis=1),
             "kl": q.kl(),
@@ -155,5 +164,5 @@ class VAEGANRecipe(Recipe):
             decoder_fn,
             images,
             latent_dim=self.config.model.latent_dim,
-            sample=self.sample(params, key, 64),
+            sample=self.sample(params, key, 64).samples,
         )

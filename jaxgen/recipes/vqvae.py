@@ -17,7 +17,6 @@ the held-out set and the number of codes used.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 import jax
@@ -25,13 +24,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgen.config import ConfigError
+from jaxgen.core.sampling import SamplerOutput, example_keys
+from jaxgen.core.units import bits_per_dim
 from jaxgen.images import make_grid
 from jaxgen.nets.conv_autoencoder import ConvDecoder, ConvEncoder
 from jaxgen.recipes import latent_figures
 from jaxgen.recipes.base import Recipe, check_choice, evaluate_in_chunks
 from jaxgen.recipes.decoder_likelihood import DecoderLikelihood
 from jaxgen.recipes.modules import ModuleSet
-from jaxgen.recipes.registry import register
 from jaxgen.vae import code_prior
 from jaxgen.vae import vector_quantization as vq
 
@@ -61,12 +61,13 @@ class VQVAEConfig:
     sample_temperature: float = 1.0
 
 
-@register
 class VQVAERecipe(Recipe):
     """Conv VQ-VAE with a factorized learned code prior; see the module docstring."""
 
     family = "vqvae"
     config_class = VQVAEConfig
+    sample_options = ("temperature",)
+    eval_time_fields = ("sample_temperature",)
 
     def setup(self) -> None:
         m: VQVAEConfig = self.config.model
@@ -113,7 +114,7 @@ class VQVAERecipe(Recipe):
 
     # ------------------------------------------------------------------ parameters
 
-    def init_params(self, key: jax.Array) -> Any:
+    def init_params(self, key: jax.Array, init_batch: Any = None) -> Any:
         m: VQVAEConfig = self.config.model
         net_key, code_key = jax.random.split(key)
         params = self.modules.init(net_key)
@@ -181,14 +182,30 @@ class VQVAERecipe(Recipe):
             updates["codebook_ema"] = state._asdict()
         return per_example, terms, updates
 
-    def sample(self, params, key, num_samples, *, temperature: float | None = None):
+    def sample(
+        self,
+        params: Any,
+        key: jax.Array,
+        num_samples: int,
+        *,
+        first_index: int | jax.Array = 0,
+        condition: Any = None,
+        temperature: float | None = None,
+    ) -> SamplerOutput:
+        """Code grids from the prior at ``temperature`` (default ``model.sample_temperature``),
+        example ``i`` from its key ``example_keys(key, num_samples, start=first_index)[i]``,
+        decoded: the prior's evaluation and one decoder pass."""
+        del condition  # unconditional
         m: VQVAEConfig = self.config.model
         t = m.sample_temperature if temperature is None else temperature
-        indices = code_prior.factorized_prior_sample(
-            params["prior_logits"], key, num_samples, temperature=t
+        codes = code_prior.factorized_prior_sample(
+            params["prior_logits"],
+            example_keys(key, num_samples, start=first_index),
+            (num_samples, *self.grid),
+            temperature=t,
         )
-        z_q = jnp.take(self.codebook(params), indices, axis=0)
-        return self.likelihood.picture(self.decode(params, z_q))
+        z_q = jnp.take(self.codebook(params), codes.samples, axis=0)
+        return SamplerOutput(self.likelihood.picture(self.decode(params, z_q)), codes.nfe + 1)
 
     # ------------------------------------------------------------------ evaluation
 
@@ -211,7 +228,9 @@ class VQVAERecipe(Recipe):
         out = evaluate_in_chunks(
             self._eval_chunk, params, images, key, batch_size=self.config.eval.batch_size
         )
-        per_dim = self.num_dims * math.log(2.0)
+
+        def bits(nats_value):
+            return float(bits_per_dim(nats_value, self.num_dims))
 
         def nats(neg_log_p):  # mean -log P on the discrete data
             return float(-self.likelihood.discrete_log_prob(-neg_log_p, self.num_dims).mean())
@@ -224,9 +243,9 @@ class VQVAERecipe(Recipe):
         entropy = -np.sum(usage[usage > 0] * np.log(usage[usage > 0]))
         return {
             "neg_elbo_nats": nats(np.asarray(learned)),
-            "bits_per_dim": nats(np.asarray(learned)) / per_dim,
-            "bits_per_dim_uniform_prior": nats(np.asarray(uniform)) / per_dim,
-            "reconstruction_bits_per_dim": nats(rec) / per_dim,
+            "bits_per_dim": bits(nats(np.asarray(learned))),
+            "bits_per_dim_uniform_prior": bits(nats(np.asarray(uniform))),
+            "reconstruction_bits_per_dim": bits(nats(rec)),
             "codebook_perplexity": float(np.exp(entropy)),
             "codes_used": float(np.sum(counts > 0)),
             "num_examples": float(len(rec)),
@@ -239,7 +258,7 @@ class VQVAERecipe(Recipe):
     def figures(self, params, images, key):
         x = jnp.asarray(np.asarray(images[:32], np.float32))
         recon = jax.jit(self.reconstruct)(params, x)
-        samples = jax.jit(self.sample, static_argnums=2)(params, key, 64)
+        samples = jax.jit(self.sample, static_argnums=2)(params, key, 64).samples
         return {
             "reconstructions": latent_figures.reconstruction_grid(x, recon),
             "samples": make_grid(np.asarray(samples)),

@@ -2,7 +2,8 @@
 
 Every loss takes the model as callables: ``encoder_fn(x) -> DiagonalGaussian`` (or a code
 array for plain autoencoders), ``decoder_fn(z) -> out`` and ``log_likelihood_fn(out, x) ->
-(B,)``; it returns the per-example loss (B,) and a dict of named per-example terms.
+(B,)``; it returns the per-example loss (B,) and a dict of named per-example terms (the
+VAE-GAN, a three-player game, returns one such pair per player).
 
 * ``gaussian``: diagonal Gaussians, analytic and Monte Carlo KL, precision-weighted merge.
 * ``likelihoods``: Bernoulli, Gaussian (fixed / learned std) and discretized logistic p(x|z).
@@ -10,8 +11,12 @@ array for plain autoencoders), ``decoder_fn(z) -> out`` and ``log_likelihood_fn(
 * ``iwae``: the IWAE bound and importance-sampled log p(x).
 * ``hierarchical``: a Markovian hierarchy of latents with ladder (top-down) inference.
 * ``vector_quantization``, ``code_prior``: VQ-VAE.
-* ``vae_gan``: the VAE-GAN's feature-matching reconstruction and its three players' losses.
+* ``vae_gan``: the VAE-GAN's feature-matching reconstruction and its three players' losses
+  (each network evaluated once), with the gradient routing of a simultaneous game step.
 * ``autoencoders``: plain, regularized, contractive and denoising autoencoders.
+
+Samplers (:func:`ladder_sample`, :func:`factorized_prior_sample`) return
+:class:`jaxgen.core.SamplerOutput` and draw every example from its own key.
 """
 
 from jaxgen.vae import (
@@ -44,10 +49,16 @@ from jaxgen.vae.hierarchical import (
     ladder_elbo_loss,
     ladder_importance_log_likelihood,
     ladder_sample,
+    ladder_sample_with_latents,
 )
 from jaxgen.vae.iwae import importance_log_likelihood, iwae_loss, nats_to_bits_per_dim
 from jaxgen.vae.likelihoods import LIKELIHOODS, decoder_mean, decoder_sample, log_likelihood
-from jaxgen.vae.vae_gan import feature_matching_loss, vae_gan_losses
+from jaxgen.vae.vae_gan import (
+    feature_matching_loss,
+    player_terms,
+    route_player_gradients,
+    vae_gan_losses,
+)
 from jaxgen.vae.vector_quantization import (
     EMACodebookState,
     Quantized,
@@ -87,12 +98,15 @@ __all__ = [
     "ladder_elbo_loss",
     "ladder_importance_log_likelihood",
     "ladder_sample",
+    "ladder_sample_with_latents",
     "likelihoods",
     "log_likelihood",
     "nats_to_bits_per_dim",
+    "player_terms",
     "precision_weighted_merge",
     "quantize",
     "restart_dead_codes",
+    "route_player_gradients",
     "standard_normal_log_prob",
     "uniform_prior_log_prob",
     "vae_gan",

@@ -52,6 +52,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jaxgen.core.validation import check_choice
 from jaxgen.vae.gaussian import sum_event
 
 __all__ = ["CORRUPTIONS", "PENALTIES", "autoencoder_loss", "corrupt", "code_penalty"]
@@ -61,10 +62,8 @@ CORRUPTIONS: tuple[str, ...] = ("none", "gaussian", "masking")
 
 
 def _check_options(penalty: str, corruption: str, noise_std: Any, mask_prob: Any) -> None:
-    if penalty not in PENALTIES:
-        raise ValueError(f"unknown penalty {penalty!r}; expected one of {PENALTIES}.")
-    if corruption not in CORRUPTIONS:
-        raise ValueError(f"unknown corruption {corruption!r}; expected one of {CORRUPTIONS}.")
+    check_choice("penalty", penalty, PENALTIES)
+    check_choice("corruption", corruption, CORRUPTIONS)
     if isinstance(noise_std, (int, float)) and not noise_std >= 0.0:
         raise ValueError(f"noise_std must be non-negative, got {noise_std}.")
     if isinstance(mask_prob, (int, float)) and not 0.0 <= mask_prob < 1.0:
@@ -97,8 +96,7 @@ def code_penalty(
     penalty: str,
 ) -> jax.Array:
     """``Omega`` per example, (B,): ``z = encoder_fn(x_in)`` is the code of ``x_in``."""
-    if penalty not in PENALTIES:
-        raise ValueError(f"unknown penalty {penalty!r}; expected one of {PENALTIES}.")
+    check_choice("penalty", penalty, PENALTIES)
     if penalty == "l2":
         return sum_event(jnp.square(z))
     if penalty == "l1":

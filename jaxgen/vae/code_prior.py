@@ -30,9 +30,13 @@ Reference:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+
+from jaxgen.core.sampling import SamplerOutput, as_example_keys
+from jaxgen.core.validation import check_positive_int, check_sample_shape
 
 __all__ = [
     "factorized_prior_log_prob",
@@ -97,35 +101,44 @@ def factorized_prior_loss(
 def factorized_prior_sample(
     logits: jax.Array,
     key: jax.Array,
-    num_samples: int,
+    shape: Sequence[int],
     *,
     temperature: float = 1.0,
-) -> jax.Array:
-    """``num_samples`` code grids (num_samples, *grid), int32, each position drawn
-    independently from ``softmax(logits_j / temperature)``; ``temperature = 0`` gives the
-    per-position argmax (ties -> lowest index) for every sample."""
+) -> SamplerOutput:
+    """Code grids of ``shape = (B, *grid)`` (``grid = logits.shape[:-1]``), int32, each
+    position drawn independently from ``softmax(logits_j / temperature)``;
+    ``temperature = 0`` gives the per-position argmax (ties -> lowest index) for every sample.
+
+    ``key`` is one key or ``(B,)`` per-example keys (:func:`jaxgen.core.sampling.
+    as_example_keys`): grid ``b`` is drawn from its own key only. ``nfe = 1``: one evaluation
+    of the prior (all positions at once; here a table of logits).
+    """
     logits = _check_logits(logits)
-    if int(num_samples) < 1:
-        raise ValueError(f"num_samples must be >= 1, got {num_samples}.")
-    shape = (int(num_samples), *logits.shape[:-1])
+    shape = check_sample_shape(shape)
+    grid = logits.shape[:-1]
+    if shape[1:] != grid:
+        raise ValueError(
+            f"shape must be (B, *grid) with grid = logits.shape[:-1] = {grid}, got {shape}."
+        )
     static_t = isinstance(temperature, (int, float))
     if static_t and not temperature >= 0.0:
         raise ValueError(f"temperature must be >= 0, got {temperature}.")
     if static_t and temperature == 0.0:
         mode = jnp.argmax(logits, axis=-1).astype(jnp.int32)
-        return jnp.broadcast_to(mode[None], shape)
-    samples = jax.random.categorical(key, logits / temperature, axis=-1, shape=shape)
-    return samples.astype(jnp.int32)
+        return SamplerOutput(jnp.broadcast_to(mode[None], shape), 1)
+    keys = as_example_keys(key, shape[0])
+    scaled = logits / temperature
+    samples = jax.vmap(lambda k: jax.random.categorical(k, scaled, axis=-1))(keys)
+    return SamplerOutput(samples.astype(jnp.int32), 1)
 
 
 def uniform_prior_log_prob(indices: jax.Array, num_codes: int) -> jax.Array:
     """The paper's uniform prior: ``log p(indices) = -P log K`` per example, (B,), with ``P``
     the number of grid positions of ``indices`` (B, *grid)."""
     indices = _check_indices(indices)
-    if int(num_codes) < 1:
-        raise ValueError(f"num_codes must be >= 1, got {num_codes}.")
+    num_codes = check_positive_int(num_codes, "num_codes")
     num_positions = math.prod(indices.shape[1:])
-    value = -num_positions * math.log(int(num_codes))
+    value = -num_positions * math.log(num_codes)
     return jnp.full(indices.shape[:1], value, jnp.zeros(()).dtype)
 
 

@@ -59,6 +59,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from jaxgen.core.validation import check_choice, check_positive_int
 from jaxgen.vae.gaussian import DiagonalGaussian, standard_normal_log_prob
 
 __all__ = ["FREE_BITS_MODES", "KL_ESTIMATORS", "elbo_loss", "kl_warmup"]
@@ -134,12 +135,8 @@ def elbo_loss(
       ``(loss, terms)``: ``loss = reconstruction + beta * kl_penalty``, (B,); ``terms`` with
       ``"reconstruction"``, ``"kl"``, ``"kl_penalty"`` and ``"elbo"``, each (B,).
     """
-    if kl_estimator not in KL_ESTIMATORS:
-        raise ValueError(f"unknown kl_estimator {kl_estimator!r}; expected one of {KL_ESTIMATORS}.")
-    if free_bits_mode not in FREE_BITS_MODES:
-        raise ValueError(
-            f"unknown free_bits_mode {free_bits_mode!r}; expected one of {FREE_BITS_MODES}."
-        )
+    check_choice("kl_estimator", kl_estimator, KL_ESTIMATORS)
+    check_choice("free_bits_mode", free_bits_mode, FREE_BITS_MODES)
     free_bits = float(free_bits)
     if not free_bits >= 0.0:
         raise ValueError(f"free_bits must be >= 0, got {free_bits}.")
@@ -185,8 +182,7 @@ def kl_warmup(step: jax.Array | int, *, warmup_steps: int, start: float = 0.0) -
     (negative steps give ``start``); ``warmup_steps = 0`` means no warm-up (always 1).
     ``step`` may be traced; ``warmup_steps`` and ``start`` are Python numbers.
     """
-    if int(warmup_steps) != warmup_steps or warmup_steps < 0:
-        raise ValueError(f"warmup_steps must be an integer >= 0, got {warmup_steps}.")
+    warmup_steps = check_positive_int(warmup_steps, "warmup_steps", minimum=0)
     if not 0.0 <= float(start) <= 1.0:
         raise ValueError(f"start must lie in [0, 1], got {start}.")
     step = jnp.asarray(step)

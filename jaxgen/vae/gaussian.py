@@ -25,6 +25,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxgen.core.validation import check_positive_int
+
 LOG_2PI = math.log(2.0 * math.pi)
 
 
@@ -96,8 +98,7 @@ def kl_monte_carlo(
 
     ``posterior`` may be any object with ``sample(key)`` and ``log_prob(z)`` (B,);
     ``prior_log_prob(z)`` returns (B,)."""
-    if num_samples < 1:
-        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    num_samples = check_positive_int(num_samples, "num_samples")
 
     def one(k):
         z = posterior.sample(k)

@@ -44,8 +44,10 @@ posterior as proposal, ``z^(k) ~ q(z | x)`` top-down::
 (Burda et al. 2016, Theorem 1); with the exact posterior as proposal every ``log w_k``
 equals ``log p(x)``.
 
-Random keys: with ``keys = jax.random.split(key, L)`` the noise of layer ``l`` (1-based)
-is drawn from ``keys[l - 1]``, in :func:`ladder_elbo_loss` and :func:`ladder_sample` alike.
+Random keys: in :func:`ladder_elbo_loss`, with ``keys = jax.random.split(key, L)`` the
+noise of layer ``l`` (1-based) is drawn from ``keys[l - 1]``. :func:`ladder_sample` draws
+per example: example ``b``'s key is split the same way, ``L`` ways, so a sample depends
+only on its own key (the seed and its index), not on the batch it is drawn in.
 
 References:
   Sonderby, Raiko, Maaloe, Sonderby, Winther. Ladder Variational Autoencoders. NeurIPS 2016.
@@ -56,20 +58,26 @@ References:
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
+from jaxgen.core.sampling import SamplerOutput, as_example_keys, normal
+from jaxgen.core.validation import check_positive_int, check_sample_shape
 from jaxgen.vae.gaussian import (
     DiagonalGaussian,
     precision_weighted_merge,
     standard_normal_log_prob,
 )
 
-__all__ = ["ladder_elbo_loss", "ladder_importance_log_likelihood", "ladder_sample"]
+__all__ = [
+    "ladder_elbo_loss",
+    "ladder_importance_log_likelihood",
+    "ladder_sample",
+    "ladder_sample_with_latents",
+]
 
 BottomUpFn = Callable[[jax.Array], Sequence[DiagonalGaussian]]
 TopDownFn = Callable[[jax.Array], DiagonalGaussian]
@@ -202,14 +210,44 @@ def ladder_elbo_loss(
     return reconstruction + beta * kl, terms
 
 
+def ladder_sample_with_latents(
+    top_down_fns: Sequence[TopDownFn],
+    decoder_fn: Callable[[jax.Array], Any],
+    key: jax.Array,
+    shape: Sequence[int],
+    *,
+    temperature: float = 1.0,
+) -> tuple[SamplerOutput, list[jax.Array]]:
+    """:func:`ladder_sample` that also returns the latents ``[z_1, ..., z_L]``."""
+    shape = check_sample_shape(shape)
+    if isinstance(temperature, (int, float)) and not temperature >= 0.0:
+        raise ValueError(f"temperature must be non-negative, got {temperature}.")
+    num_layers = len(top_down_fns) + 1
+    keys = as_example_keys(key, shape[0])
+    layer_keys = jax.vmap(lambda k: jax.random.split(k, num_layers))(keys)  # (B, L)
+    z = temperature * normal(layer_keys[:, -1], shape[1:])
+    zs = [z]
+    for i in range(num_layers - 2, -1, -1):
+        p = _as_gaussian(top_down_fns[i](z), f"top_down_fns[{i}] (p(z_{i + 1} | z_{i + 2}))")
+        if p.mean.shape[0] != shape[0]:
+            raise ValueError(
+                f"top_down_fns[{i}] returned batch size {p.mean.shape[0]}, expected {shape[0]}."
+            )
+        eps = normal(layer_keys[:, i], p.mean.shape[1:], p.mean.dtype)
+        z = p.mean + temperature * p.std * eps
+        zs.append(z)
+    zs.reverse()
+    return SamplerOutput(decoder_fn(zs[0]), num_layers), zs
+
+
 def ladder_sample(
     top_down_fns: Sequence[TopDownFn],
     decoder_fn: Callable[[jax.Array], Any],
     key: jax.Array,
+    shape: Sequence[int],
     *,
-    top_shape: tuple[int, ...],
     temperature: float = 1.0,
-) -> tuple[Any, list[jax.Array]]:
+) -> SamplerOutput:
     """Ancestral sample ``z_L ~ N(0, T^2 I)``, ``z_l = mu_p,l(z_{l+1}) + T s_p,l eps`` down to
     ``z_1``, then ``decoder_fn(z_1)``; ``T = temperature`` scales every standard deviation
     (``T = 1``: the model; ``T = 0``: the mean path). ``L = len(top_down_fns) + 1``.
@@ -217,39 +255,21 @@ def ladder_sample(
     Args:
       top_down_fns: ``L - 1`` callables, ``top_down_fns[l - 1](z_{l+1}) = p(z_l | z_{l+1})``.
       decoder_fn: ``z_1 -> out``.
-      key: a ``jax.random.key``; layer ``l`` uses ``jax.random.split(key, L)[l - 1]``.
-      top_shape: ``(num_samples, *top_event)``, the shape of ``z_L``.
+      key: one key or ``(B,)`` per-example keys (:func:`jaxgen.core.sampling.as_example_keys`);
+        example ``b``'s key ``k_b`` is split into ``L`` layer keys and layer ``l`` draws its
+        noise from ``jax.random.split(k_b, L)[l - 1]``, so example ``b`` depends on ``k_b``
+        only.
+      shape: ``(B, *top_event)``, the shape of ``z_L``.
       temperature: non-negative scale of every standard deviation.
 
     Returns:
-      ``(decoder_fn(z_1), [z_1, ..., z_L])``.
+      ``SamplerOutput(decoder_fn(z_1), nfe=L)``: ``L - 1`` top-down passes and one decoder
+      pass (:func:`ladder_sample_with_latents` also returns ``[z_1, ..., z_L]``).
     """
-    try:
-        shape = tuple(operator.index(d) for d in top_shape)
-    except TypeError:
-        shape = ()
-    if len(shape) < 1 or min(shape) < 1:
-        raise ValueError(
-            f"top_shape must be (num_samples, *top_event) of positive ints, got {top_shape!r}."
-        )
-    top_shape = shape
-    if isinstance(temperature, (int, float)) and not temperature >= 0.0:
-        raise ValueError(f"temperature must be non-negative, got {temperature}.")
-    num_layers = len(top_down_fns) + 1
-    keys = jax.random.split(key, num_layers)
-    z = temperature * jax.random.normal(keys[-1], top_shape)
-    zs = [z]
-    for i in range(num_layers - 2, -1, -1):
-        p = _as_gaussian(top_down_fns[i](z), f"top_down_fns[{i}] (p(z_{i + 1} | z_{i + 2}))")
-        if p.mean.shape[0] != top_shape[0]:
-            raise ValueError(
-                f"top_down_fns[{i}] returned batch size {p.mean.shape[0]}, expected {top_shape[0]}."
-            )
-        eps = jax.random.normal(keys[i], p.mean.shape, p.mean.dtype)
-        z = p.mean + temperature * p.std * eps
-        zs.append(z)
-    zs.reverse()
-    return decoder_fn(zs[0]), zs
+    out, _ = ladder_sample_with_latents(
+        top_down_fns, decoder_fn, key, shape, temperature=temperature
+    )
+    return out
 
 
 def ladder_importance_log_likelihood(
@@ -272,10 +292,8 @@ def ladder_importance_log_likelihood(
     for ``log w``. Sample ``k`` uses the key ``jax.random.split(key, num_chunks)[k //
     chunk_size]`` split ``chunk_size`` ways.
     """
-    if not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"num_samples must be an int >= 1, got {num_samples!r}.")
-    if not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be an int >= 1, got {chunk_size!r}.")
+    num_samples = check_positive_int(num_samples, "num_samples")
+    chunk_size = check_positive_int(chunk_size, "chunk_size")
     x = _check_x(x)
     messages = _messages(bottom_up_fn, top_down_fns, x)
     chunk = min(chunk_size, num_samples)

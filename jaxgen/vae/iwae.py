@@ -18,7 +18,8 @@ as ``K -> inf`` when the weights are bounded; asymptotically
 * :func:`importance_log_likelihood` estimates ``log p(x)`` by ``L_K`` for large ``K``
   (Burda et al. 2016 evaluate with ``K = 5000``) in chunks of ``chunk_size`` draws under
   ``jax.lax.scan`` with a running ``logaddexp``, so memory does not grow with ``K``.
-* :func:`nats_to_bits_per_dim`: ``bits/dim = nats / (D log 2)``.
+* :func:`nats_to_bits_per_dim`: ``bits/dim = nats / (D log 2)``
+  (:func:`jaxgen.core.units.bits_per_dim`).
 
 Random draws (key semantics). The encoder is called once. For ``K`` draws from ``key`` the
 noise is one array ``eps = jax.random.normal(key, (K, B, *latent))`` and
@@ -45,6 +46,8 @@ import math
 import jax
 import jax.numpy as jnp
 
+from jaxgen.core.units import bits_per_dim
+from jaxgen.core.validation import check_positive_int
 from jaxgen.vae.elbo import (
     DecoderFn,
     EncoderFn,
@@ -55,12 +58,6 @@ from jaxgen.vae.elbo import (
 from jaxgen.vae.gaussian import DiagonalGaussian, standard_normal_log_prob
 
 __all__ = ["importance_log_likelihood", "iwae_loss", "nats_to_bits_per_dim"]
-
-
-def _check_count(value: int, name: str) -> int:
-    if isinstance(value, bool) or int(value) != value or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value}.")
-    return int(value)
 
 
 def _check_x(x: jax.Array) -> jax.Array:
@@ -115,7 +112,7 @@ def iwae_loss(
       ``(loss, terms)``: ``loss = -L_K`` (B,); ``terms`` with ``"iwae_bound"``, ``"elbo"``
       and ``"effective_sample_size"``, each (B,).
     """
-    num_samples = _check_count(num_samples, "num_samples")
+    num_samples = check_positive_int(num_samples, "num_samples")
     x = _check_x(x)
     posterior = encoder_fn(x)
     check_posterior(posterior, x)
@@ -149,8 +146,8 @@ def importance_log_likelihood(
     Meant for evaluation: a lower bound on ``log p(x)`` in expectation, with bias
     ``~ Var[w / p(x)] / (2 K)``.
     """
-    num_samples = _check_count(num_samples, "num_samples")
-    chunk_size = _check_count(chunk_size, "chunk_size")
+    num_samples = check_positive_int(num_samples, "num_samples")
+    chunk_size = check_positive_int(chunk_size, "chunk_size")
     if num_samples % chunk_size:
         raise ValueError(
             f"num_samples ({num_samples}) must be a multiple of chunk_size ({chunk_size})."
@@ -172,6 +169,6 @@ def importance_log_likelihood(
 
 
 def nats_to_bits_per_dim(nats: jax.Array, num_dims: int) -> jax.Array:
-    """``nats / (num_dims log 2)``: a per-example value in nats as bits per data dimension."""
-    num_dims = _check_count(num_dims, "num_dims")
-    return jnp.asarray(nats) / (num_dims * math.log(2.0))
+    """``nats / (num_dims log 2)``: a per-example value in nats as bits per data dimension
+    (:func:`jaxgen.core.units.bits_per_dim`; pass a negative log-likelihood)."""
+    return bits_per_dim(nats, num_dims)

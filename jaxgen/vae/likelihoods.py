@@ -56,6 +56,9 @@ import math
 import jax
 import jax.numpy as jnp
 
+from jaxgen.core.levels import images_to_levels, levels_to_images
+from jaxgen.core.sampling import as_example_keys
+from jaxgen.core.validation import check_choice, check_num_levels
 from jaxgen.vae.gaussian import sum_event
 
 __all__ = [
@@ -73,18 +76,16 @@ _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 def num_decoder_params(name: str) -> int:
     """How many parts of size ``C`` the decoder output's last axis holds for ``name``."""
-    if name not in _NUM_PARAMS:
-        raise ValueError(f"unknown likelihood {name!r}; expected one of {LIKELIHOODS}.")
-    return _NUM_PARAMS[name]
+    return _NUM_PARAMS[check_choice("likelihood", name, LIKELIHOODS)]
 
 
-def _check_num_levels(num_levels: int | None, *, required: bool) -> None:
+def _required_levels(num_levels: int | None) -> int:
+    """The discretized logistic's ``L`` (:func:`jaxgen.core.validation.check_num_levels`)."""
     if num_levels is None:
-        if required:
-            raise ValueError("the discretized_logistic likelihood needs num_levels (>= 2).")
-        return
-    if int(num_levels) != num_levels or num_levels < 2:
-        raise ValueError(f"num_levels must be an integer >= 2, got {num_levels}.")
+        raise ValueError(
+            "the discretized_logistic likelihood needs num_levels (an integer >= 2), got None."
+        )
+    return check_num_levels(num_levels)
 
 
 def _check_fixed_std(fixed_std: float) -> None:
@@ -106,11 +107,6 @@ def _split(name: str, out: jax.Array, channels: int | None = None) -> list[jax.A
             )
         channels = out.shape[-1] // num
     return [out[..., i * channels : (i + 1) * channels] for i in range(num)]
-
-
-def _grid_index(x: jax.Array, num_levels: int) -> jax.Array:
-    """Nearest grid index ``k`` of ``x`` (clipped to ``0..L-1``), as a float."""
-    return jnp.clip(jnp.round((x + 1.0) * (0.5 * (num_levels - 1))), 0.0, num_levels - 1.0)
 
 
 def _discretized_logistic_log_prob(
@@ -172,7 +168,7 @@ def log_likelihood(
             f"({num} * {x.shape[-1]},)), got {out.shape}."
         )
     if name == "discretized_logistic":
-        _check_num_levels(num_levels, required=True)
+        num_levels = _required_levels(num_levels)
     if name == "gaussian_fixed":
         _check_fixed_std(fixed_std)
     dtype = jnp.result_type(out.dtype, jnp.float32)
@@ -205,7 +201,7 @@ def decoder_mean(name: str, out: jax.Array, *, num_levels: int | None = None) ->
     """
     parts = _split(name, out)
     if name == "discretized_logistic":
-        _check_num_levels(num_levels, required=False)
+        check_num_levels(num_levels, allow_none=True)
         return jnp.clip(parts[0], -1.0, 1.0)
     if name == "bernoulli":
         return jax.nn.sigmoid(parts[0])
@@ -223,23 +219,35 @@ def decoder_sample(
 ) -> jax.Array:
     """One draw ``x ~ p(x | z)``, shape ``(*out.shape[:-1], C)``, in the float dtype of ``out``.
 
-    Bernoulli draws are 0.0 / 1.0; discretized-logistic draws lie on the ``num_levels`` grid
-    in ``[-1, 1]`` (the logistic draw rounded to the nearest grid value, then clipped).
+    Not a sampler of the model (it evaluates no network): it draws from the decoder output
+    ``out`` it is given. ``key`` is one key or a ``(B,)`` batch of per-example keys
+    (:func:`jaxgen.core.sampling.as_example_keys`); example ``b``'s draw uses its own key
+    only, so it does not depend on the batch it is drawn in. Bernoulli draws are 0.0 / 1.0;
+    discretized-logistic draws lie on the ``num_levels`` grid in ``[-1, 1]`` (the logistic
+    draw clipped to ``[-1, 1]`` and rounded to the nearest level,
+    :mod:`jaxgen.core.levels`).
     """
     if name == "discretized_logistic":
-        _check_num_levels(num_levels, required=True)
+        num_levels = _required_levels(num_levels)
     if name == "gaussian_fixed":
         _check_fixed_std(fixed_std)
     parts = _split(name, out)
     dtype = jnp.result_type(parts[0].dtype, jnp.float32)
     parts = [p.astype(dtype) for p in parts]
     loc = parts[0]
+    keys = as_example_keys(key, loc.shape[0])
+    event = loc.shape[1:]
+
+    def per_example(draw):
+        return jax.vmap(lambda k: draw(k, event, dtype))(keys)
+
     if name == "bernoulli":
-        return jax.random.bernoulli(key, jax.nn.sigmoid(loc)).astype(dtype)
+        return (per_example(jax.random.uniform) < jax.nn.sigmoid(loc)).astype(dtype)
     if name == "gaussian_fixed":
-        return loc + fixed_std * jax.random.normal(key, loc.shape, dtype)
+        return loc + fixed_std * per_example(jax.random.normal)
     log_scale = jnp.maximum(parts[1], min_log_scale)
     if name == "gaussian":
-        return loc + jnp.exp(log_scale) * jax.random.normal(key, loc.shape, dtype)
-    draw = loc + jnp.exp(log_scale) * jax.random.logistic(key, loc.shape, dtype)
-    return _grid_index(draw, num_levels) * (2.0 / (num_levels - 1)) - 1.0
+        return loc + jnp.exp(log_scale) * per_example(jax.random.normal)
+    draw = loc + jnp.exp(log_scale) * per_example(jax.random.logistic)
+    levels = images_to_levels(jnp.clip(draw, -1.0, 1.0), num_levels=num_levels)
+    return levels_to_images(levels, num_levels=num_levels, dtype=dtype)

@@ -33,11 +33,19 @@ own parameters only):
   real batch is weighted once and each of the two fake batches once (so fakes carry twice
   the real weight, as in eq. 10; no rebalancing).
 
+One pass per network (:func:`vae_gan_losses`): the encoder runs once on ``x``, the decoder
+once on the ``2B`` latents ``[z; z_p]`` and the discriminator once on the ``3B`` images
+``[x; x~; x_p]``, so the networks must treat examples independently (no batch statistics).
+
 Gradients: the features ``Dis_l`` inside ``L_llike`` must not train the discriminator
 (Larsen et al. limit each error signal to the networks it is meant for; in Algorithm 1
-only ``L_GAN`` updates ``Dis``, and ``L_GAN`` does not update the encoder). Nothing here
-stops gradients: the caller differentiates each player's loss only w.r.t. that player's
-parameters, which enforces exactly this.
+only ``L_GAN`` updates ``Dis``, and ``L_GAN`` does not update the encoder). Each player
+minimizes its own loss w.r.t. its own parameters: ``grad_enc L_enc``, ``grad_dec L_dec``,
+``grad_dis L_dis`` (a simultaneous-update game step). :func:`route_player_gradients` gives
+exactly these gradients from one evaluation of the three networks: it runs the objective
+once and, backwards, pulls each player's loss back on its own (one vector-Jacobian
+product per player) and keeps only that player's block of parameters, so that the
+gradient of ``sum_p L_p`` is ``(grad_enc L_enc, grad_dec L_dec, grad_dis L_dis)``.
 
 Random keys: ``key_q, key_p = jax.random.split(key)``; ``z = q.sample(key_q)`` and
 ``z_p = N(0, I)`` drawn from ``key_p`` with ``z``'s shape.
@@ -50,15 +58,25 @@ References:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from jaxgen.gan.losses import discriminator_loss, generator_loss
 from jaxgen.vae.gaussian import DiagonalGaussian
 
-__all__ = ["feature_matching_loss", "vae_gan_losses"]
+__all__ = [
+    "PLAYERS",
+    "feature_matching_loss",
+    "player_terms",
+    "route_player_gradients",
+    "vae_gan_losses",
+]
+
+PLAYERS: tuple[str, ...] = ("encoder", "decoder", "discriminator")
+
+PlayerLosses = dict[str, tuple[jax.Array, dict[str, jax.Array]]]
 
 
 def feature_matching_loss(real_features: jax.Array, recon_features: jax.Array) -> jax.Array:
@@ -77,25 +95,25 @@ def feature_matching_loss(real_features: jax.Array, recon_features: jax.Array) -
 
 
 def _discriminate(
-    discriminator_fn: Callable[[jax.Array], tuple[jax.Array, jax.Array]], x: jax.Array, what: str
+    discriminator_fn: Callable[[jax.Array], tuple[jax.Array, jax.Array]], x: jax.Array
 ) -> tuple[jax.Array, jax.Array]:
     out = discriminator_fn(x)
     if not (isinstance(out, tuple) and len(out) == 2):
         raise ValueError(
             f"discriminator_fn must return (logits (B,), features (B, ...)), got "
-            f"{type(out).__name__} for the {what} batch."
+            f"{type(out).__name__}."
         )
     logits, features = out
     batch = x.shape[0]
     if jnp.shape(logits) != (batch,):
         raise ValueError(
             f"discriminator_fn logits must have shape ({batch},), got {jnp.shape(logits)} for "
-            f"the {what} batch."
+            f"the {batch} images [real; reconstructions; prior samples]."
         )
     if jnp.ndim(features) < 1 or jnp.shape(features)[0] != batch:
         raise ValueError(
             f"discriminator_fn features must have shape ({batch}, ...), got "
-            f"{jnp.shape(features)} for the {what} batch."
+            f"{jnp.shape(features)} for the {batch} images [real; reconstructions; prior samples]."
         )
     return logits, features
 
@@ -109,67 +127,140 @@ def vae_gan_losses(
     *,
     gamma: float = 1e-2,
     beta: float = 1.0,
-) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
-    """Per-example VAE-GAN losses of the three players (see the module doc).
+) -> PlayerLosses:
+    """Per-example VAE-GAN losses of the three players, each network evaluated once (see
+    the module doc).
 
     Args:
       encoder_fn: ``x -> q(z | x)``, a ``DiagonalGaussian`` with batch ``B``.
-      decoder_fn: ``z -> x``-space image with ``x``'s shape.
-      discriminator_fn: ``x -> (logits (B,), features (B, ...))``; ``Dis = sigmoid(logits)``
-        and ``features`` is ``Dis_l``.
+      decoder_fn: ``z -> x``-space images; called once on the ``2B`` latents ``[z; z_p]``.
+      discriminator_fn: ``x -> (logits (N,), features (N, ...))``; ``Dis = sigmoid(logits)``
+        and ``features`` is ``Dis_l``; called once on the ``3B`` images ``[x; x~; x_p]``.
       x: data ``(B, *event)``.
       key: a ``jax.random.key``: ``key_q, key_p = jax.random.split(key)``.
       gamma: weight of ``L_llike`` in the decoder's loss (Larsen et al.'s ``gamma``).
       beta: weight of the KL in the encoder's loss.
 
     Returns:
-      ``(losses, terms)``: ``losses`` has ``"encoder"``, ``"decoder"``, ``"discriminator"``;
-      ``terms`` has ``"kl"``, ``"feature_matching"`` (``L_llike`` without its constant),
-      ``"d_real"``, ``"d_recon"``, ``"d_prior"`` (the probabilities ``Dis(.)``) and
-      ``"elbo_features"`` ``= -(kl + feature_matching)``; every entry is ``(B,)``.
+      ``{player: (per_example (B,), terms)}`` for the players of :data:`PLAYERS`:
+      ``"encoder"``: ``beta kl + feature_matching`` with terms ``"kl"``,
+      ``"feature_matching"`` (``L_llike`` without its constant) and ``"elbo_features"``
+      ``= -(kl + feature_matching)``; ``"decoder"``: ``gamma feature_matching +
+      softplus(-l~) + softplus(-l_p)`` with terms ``"feature_matching"``, ``"d_recon"`` and
+      ``"d_prior"``; ``"discriminator"``: ``softplus(-l_real) + softplus(l~) +
+      softplus(l_p)`` with terms ``"d_real"``, ``"d_recon"``, ``"d_prior"`` (the
+      probabilities ``Dis(.)``). Every entry is ``(B,)``.
     """
     x = jnp.asarray(x)
     if x.ndim < 1:
         raise ValueError(f"x must have shape (B, *event), got {x.shape}.")
+    batch = x.shape[0]
     posterior = encoder_fn(x)
     if not isinstance(posterior, DiagonalGaussian):
         raise ValueError(
             f"encoder_fn must return a DiagonalGaussian, got {type(posterior).__name__}."
         )
-    if jnp.ndim(posterior.mean) < 1 or jnp.shape(posterior.mean)[0] != x.shape[0]:
+    if jnp.ndim(posterior.mean) < 1 or jnp.shape(posterior.mean)[0] != batch:
         raise ValueError(
-            f"encoder_fn must return a posterior with batch {x.shape[0]}, got mean shape "
+            f"encoder_fn must return a posterior with batch {batch}, got mean shape "
             f"{jnp.shape(posterior.mean)}."
         )
     key_q, key_p = jax.random.split(key)
     z = posterior.sample(key_q)
     z_prior = jax.random.normal(key_p, z.shape, z.dtype)
-    x_recon, x_prior = decoder_fn(z), decoder_fn(z_prior)
-    for name, image in (("reconstruction", x_recon), ("prior sample", x_prior)):
-        if jnp.shape(image) != x.shape:
-            raise ValueError(
-                f"decoder_fn must return images of x's shape {x.shape}, got "
-                f"{jnp.shape(image)} for the {name}."
-            )
-    real_logits, real_features = _discriminate(discriminator_fn, x, "real")
-    recon_logits, recon_features = _discriminate(discriminator_fn, x_recon, "reconstruction")
-    prior_logits, _ = _discriminate(discriminator_fn, x_prior, "prior sample")
+    fakes = decoder_fn(jnp.concatenate([z, z_prior]))
+    if jnp.shape(fakes) != (2 * batch, *x.shape[1:]):
+        raise ValueError(
+            f"decoder_fn must return images of x's shape {x.shape} per example (a batch of "
+            f"{2 * batch} for the reconstructions and prior samples), got {jnp.shape(fakes)}."
+        )
+    logits, features = _discriminate(discriminator_fn, jnp.concatenate([x, fakes.astype(x.dtype)]))
+    real_logits, recon_logits, prior_logits = jnp.split(logits, 3)
+    real_features, recon_features = features[:batch], features[batch : 2 * batch]
 
     kl = posterior.kl()
     llike = feature_matching_loss(real_features, recon_features)
-    adversarial = generator_loss(recon_logits) + generator_loss(prior_logits)
-    d_loss = discriminator_loss(real_logits, recon_logits) + jax.nn.softplus(prior_logits)
-    losses = {
-        "encoder": beta * kl + llike,
-        "decoder": gamma * llike + adversarial,
-        "discriminator": d_loss,
+    d_real, d_recon, d_prior = jnp.split(jax.nn.sigmoid(logits), 3)
+    # Non-saturating generator: -log Dis(x~) - log Dis(x_p); discriminator: -L_GAN (eq. 10).
+    adversarial = jax.nn.softplus(-recon_logits) + jax.nn.softplus(-prior_logits)
+    d_loss = (
+        jax.nn.softplus(-real_logits)
+        + jax.nn.softplus(recon_logits)
+        + jax.nn.softplus(prior_logits)
+    )
+    return {
+        "encoder": (
+            beta * kl + llike,
+            {"kl": kl, "feature_matching": llike, "elbo_features": -(kl + llike)},
+        ),
+        "decoder": (
+            gamma * llike + adversarial,
+            {"feature_matching": llike, "d_recon": d_recon, "d_prior": d_prior},
+        ),
+        "discriminator": (d_loss, {"d_real": d_real, "d_recon": d_recon, "d_prior": d_prior}),
     }
-    terms = {
-        "kl": kl,
-        "feature_matching": llike,
-        "d_real": jax.nn.sigmoid(real_logits),
-        "d_recon": jax.nn.sigmoid(recon_logits),
-        "d_prior": jax.nn.sigmoid(prior_logits),
-        "elbo_features": -(kl + llike),
-    }
-    return losses, terms
+
+
+def route_player_gradients(
+    losses_fn: Callable[..., PlayerLosses], params: Mapping[str, Any], *inputs: Any
+) -> PlayerLosses:
+    """``losses_fn(params, *inputs)``, evaluated once, whose gradient goes to each player's
+    own parameters only.
+
+    ``losses_fn`` returns ``{player: (per_example, terms)}`` and every player names a
+    top-level entry of ``params``. The value is that of ``losses_fn``; differentiated, the
+    cotangent of player ``p``'s ``per_example`` reaches ``params[p]`` only (through every
+    network the loss passes, the others' parameters held fixed), so for any weights
+    ``c_p``, ``grad_{params[p]} sum_q c_q . L_q = grad_{params[p]} c_p . L_p``: the
+    gradient of the summed losses is each player's own gradient, as if every other
+    player's parameters were behind ``stop_gradient`` in its loss. The forward pass runs
+    once; backwards, one vector-Jacobian product per player pulls its loss back. Parameter
+    entries of no player, the ``terms`` and ``inputs`` get no gradient.
+    """
+
+    def evaluate(p, args):
+        out = losses_fn(p, *args)
+        unknown = set(out) - set(p)
+        if unknown:
+            raise ValueError(
+                f"players {sorted(unknown)} name no top-level parameter entry of {sorted(p)}"
+            )
+        return out
+
+    @jax.custom_vjp
+    def routed(p, args):
+        return evaluate(p, args)
+
+    def forward(p, args):
+        return jax.vjp(lambda q: evaluate(q, args), p)
+
+    def backward(pullback, cotangent):
+        def only(player):
+            return {
+                q: (
+                    ct if q == player else jnp.zeros_like(ct),
+                    jax.tree.map(jnp.zeros_like, terms_ct),
+                )
+                for q, (ct, terms_ct) in cotangent.items()
+            }
+
+        own = {player: pullback(only(player))[0] for player in cotangent}
+        some = next(iter(own.values()))
+        grads = {
+            name: own[name][name] if name in own else jax.tree.map(jnp.zeros_like, some[name])
+            for name in some
+        }
+        return grads, None
+
+    routed.defvjp(forward, backward)
+    return routed(params, inputs)
+
+
+def player_terms(losses: PlayerLosses) -> dict[str, jax.Array]:
+    """Flat metric names for a game's losses: ``"<player>_loss"`` and ``"<player>_<term>"``
+    for each player's per-example loss and terms, so no player's value hides another's."""
+    out = {}
+    for player, (per_example, terms) in losses.items():
+        out[f"{player}_loss"] = per_example
+        out.update({f"{player}_{name}": value for name, value in terms.items()})
+    return out

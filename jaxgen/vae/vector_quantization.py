@@ -74,6 +74,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxgen.core.validation import check_positive_int
 from jaxgen.vae.gaussian import sum_event
 
 __all__ = [
@@ -189,11 +190,10 @@ def codebook_perplexity(indices: jax.Array, num_codes: int) -> jax.Array:
     """``exp(-sum_i p_i log p_i)`` of the empirical code usage ``p_i`` over all entries of
     ``indices`` (every batch element and position); a scalar in ``[1, num_codes]``."""
     indices = _check_indices(indices)
-    if int(num_codes) < 1:
-        raise ValueError(f"num_codes must be >= 1, got {num_codes}.")
+    num_codes = check_positive_int(num_codes, "num_codes")
     if indices.size == 0:
         raise ValueError("indices must not be empty.")
-    counts = jnp.zeros((int(num_codes),), jnp.zeros(()).dtype).at[indices.reshape(-1)].add(1.0)
+    counts = jnp.zeros((num_codes,), jnp.zeros(()).dtype).at[indices.reshape(-1)].add(1.0)
     probs = counts / indices.size
     safe = jnp.where(probs > 0, probs, 1.0)
     entropy = -jnp.sum(jnp.where(probs > 0, probs * jnp.log(safe), 0.0))

@@ -5,7 +5,13 @@
 * non-gradient state (VQ-VAE's EMA codebook, the autoencoder's code statistics) takes exactly
   the value the loss computes from the global batch: not the optimizer's, not a shard's;
 * a run with such state, interrupted and resumed, ends exactly where an uninterrupted run ends;
-* KL warm-up and binarization do what their configs say; bad choices are refused by name.
+* KL warm-up and binarization do what their configs say; bad choices are refused by name;
+* every recipe's ``sample`` returns a ``SamplerOutput`` (decoder and prior passes counted)
+  whose example ``i`` depends only on the seed and ``i``: a batch of 16 is the first 16 rows
+  of a batch of 64, and ``first_index=16`` gives rows 16..63 (exactly);
+* the VAE-GAN step evaluates each of its three networks once and logs all three players'
+  losses and terms (``encoder_loss``, ``decoder_loss``, ``discriminator_loss``, ...), equal
+  to the pure objective's.
 """
 
 from __future__ import annotations
@@ -15,15 +21,17 @@ import pathlib
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from jaxgen.config import ConfigError, apply_overrides, load_experiment
+from jaxgen.core import SamplerOutput
 from jaxgen.data.digits import load_digits
 from jaxgen.engine import sharding
-from jaxgen.engine.inference import evaluate_run, load_run
 from jaxgen.engine.optimizer import make_optimizer
 from jaxgen.engine.step import init_train_state, make_train_step
-from jaxgen.engine.trainer import build_recipe, load_train_dataset, train
+from jaxgen.run import build_recipe, draw_samples, evaluate_run, load_run, load_train_dataset, train
+from jaxgen.vae import vae_gan
 from jaxgen.vae import vector_quantization as vq
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -242,3 +250,148 @@ def test_bernoulli_binarizes_dynamically_and_evaluates_on_a_fixed_draw():
 def test_bad_config_is_refused_by_name(name, override, message):
     with pytest.raises(ConfigError, match=message):
         tiny_recipe(name, override)
+
+
+# ----------------------------------------------------------------- sampling conventions
+
+# name -> (extra overrides, nfe): decoder pass; ladder: L - 1 top-down passes + decoder;
+# VQ-VAE: the code prior + decoder.
+SAMPLE_CASES = {
+    "vae_digits": ((), 1),
+    "vae_digits_draw": (("model.sample_mode=sample",), 1),
+    "hierarchical_vae_digits": (("model.sample_mode=sample",), 2),
+    "vqvae_digits": ((), 2),
+    "ae_digits": ((), 1),
+    "vae_gan_digits": ((), 1),
+}
+
+
+@pytest.mark.parametrize("case", list(SAMPLE_CASES))
+def test_samples_depend_only_on_the_seed_and_the_index(case):
+    extra, nfe = SAMPLE_CASES[case]
+    name = case.removesuffix("_draw")
+    _, recipe = tiny_recipe(name, *extra)
+    params = recipe.init_params(jax.random.key(0))
+    if name == "ae_digits":  # code statistics of a few training codes, so cov is not 0
+        _, _, updates = recipe.training_loss(params, _batch(16), jax.random.key(1), 0)
+        params = {**params, **updates}
+    key = jax.random.key(5)
+    sample = jax.jit(recipe.sample, static_argnums=2)
+    small, large = sample(params, key, 16), sample(params, key, 64)
+    assert isinstance(small, SamplerOutput) and small.nfe == nfe == large.nfe
+    assert small.samples.shape == (16, *recipe.data_shape)
+    np.testing.assert_array_equal(small.samples, large.samples[:16])  # exact
+    tail = jax.jit(recipe.sample, static_argnums=2)(params, key, 48, first_index=16)
+    np.testing.assert_array_equal(tail.samples, large.samples[16:])
+    # Negative control: the examples differ from one another.
+    assert not np.allclose(large.samples[0], large.samples[1])
+
+
+def test_sample_declarations():
+    for name, options in [
+        ("vae_digits", ("temperature",)),
+        ("hierarchical_vae_digits", ("temperature",)),
+        ("vqvae_digits", ("temperature",)),
+        ("ae_digits", ()),
+        ("vae_gan_digits", ()),
+    ]:
+        _, recipe = tiny_recipe(name)
+        assert recipe.sample_options == options and recipe.samplers == ()
+    _, recipe = tiny_recipe("vae_digits")
+    assert set(recipe.eval_time_fields) == {
+        "sample_mode",
+        "eval_importance_samples",
+        "eval_chunk_size",
+    }
+    params = recipe.init_params(jax.random.key(0))
+    cold = recipe.sample(params, jax.random.key(1), 4, temperature=0.0).samples
+    # temperature 0 decodes z = 0 for every example
+    np.testing.assert_allclose(cold, np.broadcast_to(cold[:1], cold.shape), atol=1e-6)
+
+
+# ----------------------------------------------------------------- VAE-GAN: one pass, all logs
+
+
+def test_vae_gan_step_logs_all_three_players_moves_each_by_its_own_gradient_in_one_pass():
+    """One simultaneous step (SGD, rate 1): the metrics hold every player's loss and terms,
+    equal to the pure objective's; each player's update is minus its own gradient (the other
+    players' parameters held fixed: three separate ``jax.grad``), on one device or 8; and
+    tracing the step calls each network once."""
+    config, recipe = tiny_recipe("vae_gan_digits")
+    tx = optax.sgd(1.0)
+    state = init_train_state(recipe.init_params, tx, seed=0)
+    batch = _batch(16)
+    new_state, metrics = jax.jit(recipe.make_train_step(tx))(state, batch)
+    key = state.step_key()
+    # The pure objective at the step's key and parameters.
+    losses = vae_gan.vae_gan_losses(
+        *recipe._callables(state.params),
+        batch["image"],
+        key,
+        gamma=config.model.gamma,
+        beta=config.model.beta,
+    )
+    total = 0.0
+    for player in vae_gan.PLAYERS:
+        per_example, terms = losses[player]
+        np.testing.assert_allclose(metrics[f"{player}_loss"], per_example.mean(), rtol=1e-5)
+        for name, value in terms.items():
+            np.testing.assert_allclose(
+                metrics[f"{player}_{name}"], value.mean(), rtol=1e-5, err_msg=(player, name)
+            )
+        total = total + per_example.mean()
+    np.testing.assert_allclose(metrics["loss"], total, rtol=1e-5)
+    # Distinct, not overwritten: the three players' losses are different numbers.
+    assert len({float(metrics[f"{p}_loss"]) for p in vae_gan.PLAYERS}) == 3
+
+    @jax.jit
+    def own_gradients(params):
+        def own(params, player):
+            frozen = {k: v if k == player else jax.lax.stop_gradient(v) for k, v in params.items()}
+            return recipe.objective(frozen, batch["image"], key)[player][0].mean()
+
+        return {p: jax.grad(own)(params, p)[p] for p in vae_gan.PLAYERS}
+
+    grads = own_gradients(state.params)
+    for player in vae_gan.PLAYERS:
+        moved = jax.tree.map(lambda a, b: a - b, state.params[player], new_state.params[player])
+        for g, d in zip(jax.tree.leaves(grads[player]), jax.tree.leaves(moved), strict=True):
+            np.testing.assert_allclose(d, g, rtol=1e-4, atol=1e-6, err_msg=player)
+
+    # The same step with the batch sharded over 8 devices (data parallel).
+    mesh = sharding.make_mesh()
+    sharded = jax.device_put(batch, sharding.batch_sharding(mesh))
+    state8, metrics8 = jax.jit(recipe.make_train_step(tx))(state, sharded)
+    for name in metrics:
+        np.testing.assert_allclose(metrics8[name], metrics[name], rtol=1e-5, atol=1e-6)
+    for a, b in zip(jax.tree.leaves(state8.params), jax.tree.leaves(new_state.params), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+    # Each network is called once while the whole step (forward and gradients) is traced.
+    calls = dict.fromkeys(vae_gan.PLAYERS, 0)
+    callables = recipe._callables
+
+    def counted(params):
+        def count(player, fn):
+            def wrapped(*args):
+                calls[player] += 1
+                return fn(*args)
+
+            return wrapped
+
+        return tuple(count(p, f) for p, f in zip(vae_gan.PLAYERS, callables(params), strict=True))
+
+    recipe._callables = counted
+    jax.eval_shape(recipe.make_train_step(tx), state, batch)  # a new step: traced afresh
+    assert calls == dict.fromkeys(vae_gan.PLAYERS, 1)
+
+
+def test_draw_samples_matches_the_recipe_across_chunk_sizes(tmp_path):
+    config = tiny_config("vae_digits", "train.num_steps=1", "train.sample_every=0")
+    train(config, tmp_path, mesh=sharding.make_mesh(1))
+    run = load_run(tmp_path)
+    a = draw_samples(run, num_samples=24, seed=3, batch_size=8)
+    b = draw_samples(run, num_samples=24, seed=3, batch_size=16)
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    direct = run.recipe.sample(run.ema_params, jax.random.key(3), 24).samples
+    np.testing.assert_allclose(a, direct, rtol=1e-6, atol=1e-6)

@@ -25,6 +25,7 @@ import optax
 import pytest
 from scipy.special import log_softmax, logsumexp, softmax
 
+from jaxgen.core import SamplerOutput
 from jaxgen.vae.code_prior import (
     factorized_prior_log_prob,
     factorized_prior_loss,
@@ -111,7 +112,7 @@ LOGITS = np.array([[2.0, 0.0, -1.0, 1.0], [0.0, 1.5, 0.5, -2.0], [-1.0, -1.0, 1.
 def test_sampling_frequencies_match_the_tempered_softmax(temperature):
     n, k = NUM_SAMPLES, LOGITS.shape[-1]
     samples = np.asarray(
-        sample_jit(jnp.asarray(LOGITS), jax.random.key(2), n, temperature=temperature)
+        sample_jit(jnp.asarray(LOGITS), jax.random.key(2), (n, 3), temperature=temperature).samples
     )
     assert samples.shape == (n, 3) and samples.dtype == np.int32
     counts = np.stack([np.sum(samples == i, axis=0) for i in range(k)], axis=-1)  # (3, K)
@@ -130,16 +131,19 @@ def test_sampling_frequencies_match_the_tempered_softmax(temperature):
 def test_temperature_to_zero_gives_the_argmax():
     mode = np.argmax(LOGITS, axis=-1)  # every row's maximum leads by >= 0.5
     key = jax.random.key(3)
-    cold = np.asarray(sample_jit(jnp.asarray(LOGITS), key, NUM_SAMPLES, temperature=1e-3))
+    shape = (NUM_SAMPLES, 3)
+    cold = np.asarray(sample_jit(jnp.asarray(LOGITS), key, shape, temperature=1e-3).samples)
     np.testing.assert_array_equal(cold, np.broadcast_to(mode, cold.shape))
     # Negative control: at T = 1 the samples are not all the argmax.
-    warm = np.asarray(sample_jit(jnp.asarray(LOGITS), key, NUM_SAMPLES, temperature=1.0))
+    warm = np.asarray(sample_jit(jnp.asarray(LOGITS), key, shape, temperature=1.0).samples)
     assert np.mean(warm != mode) > 0.2
     # T = 0 exactly: the argmax for every sample, on a 2-D grid.
     grid_logits = jnp.array(
         [[[2.0, 0.0, 1.0], [0.0, 0.5, -1.0]], [[-1.0, 1.0, 0.0], [0.3, 0.0, -0.2]]]
     )
-    zero = np.asarray(factorized_prior_sample(grid_logits, key, 5, temperature=0.0))
+    zero_out = factorized_prior_sample(grid_logits, key, (5, 2, 2), temperature=0.0)
+    assert isinstance(zero_out, SamplerOutput) and zero_out.nfe == 1
+    zero = np.asarray(zero_out.samples)
     assert zero.shape == (5, 2, 2) and zero.dtype == np.int32
     np.testing.assert_array_equal(zero, np.broadcast_to(np.argmax(grid_logits, -1), zero.shape))
 
@@ -177,10 +181,12 @@ def test_errors():
         factorized_prior_log_prob(logits, idx.astype(jnp.float32))
     with pytest.raises(ValueError, match="float"):
         factorized_prior_log_prob(logits.astype(jnp.int32), idx)
-    with pytest.raises(ValueError, match="num_samples"):
-        factorized_prior_sample(logits, jax.random.key(0), 0)
+    with pytest.raises(ValueError, match="shape must be a non-empty tuple of positive ints"):
+        factorized_prior_sample(logits, jax.random.key(0), (0, 2, 3))
+    with pytest.raises(ValueError, match=r"shape must be \(B, \*grid\) .* \(2, 3\)"):
+        factorized_prior_sample(logits, jax.random.key(0), (4, 3, 2))
     with pytest.raises(ValueError, match="temperature"):
-        factorized_prior_sample(logits, jax.random.key(0), 2, temperature=-1.0)
+        factorized_prior_sample(logits, jax.random.key(0), (2, 2, 3), temperature=-1.0)
     with pytest.raises(ValueError, match="num_codes"):
         uniform_prior_log_prob(idx, 0)
     with pytest.raises(ValueError, match=r"shape \(B,\)"):

@@ -44,6 +44,7 @@ from jaxgen.vae.hierarchical import (
     ladder_elbo_loss,
     ladder_importance_log_likelihood,
     ladder_sample,
+    ladder_sample_with_latents,
 )
 from tests.diffusion.stats import bonferroni_z, max_abs_z_mean_var
 
@@ -353,8 +354,8 @@ def test_importance_estimate_converges_with_k(x64):
 
 @functools.partial(jax.jit, static_argnames=("n", "num_layers"))
 def _sample(key, temperature, *, n, num_layers):
-    return ladder_sample(
-        top_down_fns(num_layers), decoder_fn, key, top_shape=(n, D), temperature=temperature
+    return ladder_sample_with_latents(
+        top_down_fns(num_layers), decoder_fn, key, (n, D), temperature=temperature
     )
 
 
@@ -362,7 +363,9 @@ def test_ladder_sample_matches_model_marginals(x64):
     n = 4000
     z_max = bonferroni_z(4 * 2)
     for seed, temperature in enumerate([1.0, 0.5]):
-        out, (z1, z2) = _sample(jax.random.key(30 + seed), temperature, n=n, num_layers=2)
+        sampled, (z1, z2) = _sample(jax.random.key(30 + seed), temperature, n=n, num_layers=2)
+        assert sampled.nfe == 2  # one top-down pass and the decoder
+        out = sampled.samples
         np.testing.assert_allclose(out, decoder_fn(z1), rtol=1e-12)
         t2 = temperature**2
         z_top = max_abs_z_mean_var(z2, 0.0, t2)
@@ -378,8 +381,8 @@ def test_ladder_sample_matches_model_marginals(x64):
             assert max_abs_z_mean_var(z2, 0.0, 1.0) > z_max
         assert max_abs_z_mean_var(z1, C[0], t2 * A[0] ** 2) > z_max
     # Three layers: z2's marginal is N(c_2, a_2^2 + s_2^2) ... and z1 - a_1 z2 ~ N(c_1, s_1^2).
-    _, (z1, z2, z3) = _sample(jax.random.key(40), 1.0, n=n, num_layers=3)
-    assert z3.shape == (n, D)
+    sampled, (z1, z2, z3) = _sample(jax.random.key(40), 1.0, n=n, num_layers=3)
+    assert z3.shape == (n, D) and sampled.nfe == 3
     assert max_abs_z_mean_var(z2, C[1], A[1] ** 2 + S[1] ** 2) < z_max
     assert max_abs_z_mean_var(np.asarray(z1) - A[0] * np.asarray(z2), C[0], S[0] ** 2) < z_max
     # Temperature 0 is the mean path.
@@ -460,9 +463,9 @@ def test_error_messages():
         _trace(
             ladder_elbo_loss, bu2, top_down_fns(2), decoder_fn, lambda o, x: o, x, jax.random.key(0)
         )
-    with pytest.raises(ValueError, match="num_samples must be an int >= 1"):
+    with pytest.raises(ValueError, match="num_samples must be an integer >= 1"):
         _trace(ladder_importance_log_likelihood, bu2, top_down_fns(2), *args, num_samples=0)
-    with pytest.raises(ValueError, match="chunk_size must be an int >= 1"):
+    with pytest.raises(ValueError, match="chunk_size must be an integer >= 1"):
         _trace(
             ladder_importance_log_likelihood,
             bu2,
@@ -471,8 +474,8 @@ def test_error_messages():
             num_samples=3,
             chunk_size=0,
         )
-    with pytest.raises(ValueError, match=r"top_shape must be \(num_samples, \*top_event\)"):
-        _trace(ladder_sample, top_down_fns(2), decoder_fn, jax.random.key(0), top_shape=())
+    with pytest.raises(ValueError, match=r"shape must be a non-empty tuple of positive ints"):
+        _trace(ladder_sample, top_down_fns(2), decoder_fn, jax.random.key(0), ())
     with pytest.raises(ValueError, match="temperature must be non-negative"):
-        _trace(ladder_sample, top_down_fns(2), decoder_fn, jax.random.key(0), top_shape=(2, D),
+        _trace(ladder_sample, top_down_fns(2), decoder_fn, jax.random.key(0), (2, D),
                       temperature=-1.0)  # fmt: skip

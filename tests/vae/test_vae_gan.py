@@ -12,6 +12,11 @@
   with ``gamma > 0`` it adds exactly ``gamma`` times the feature-matching gradient. The
   discriminator's gradient in its logit weights is
   ``sum -(1 - D(x)) x + D(x~) x~ + D(x_p) x_p``.
+* One pass per network: tracing the objective (and its routed gradient) calls the encoder,
+  decoder and discriminator once each.
+* ``route_player_gradients``: the gradient of the summed player losses is each player's own
+  gradient (the others behind ``stop_gradient``, three separate ``jax.grad`` calls), to
+  1e-12; the plain gradient of the sum is detectably different.
 """
 
 from __future__ import annotations
@@ -24,7 +29,13 @@ import numpy as np
 import pytest
 
 from jaxgen.vae.gaussian import DiagonalGaussian
-from jaxgen.vae.vae_gan import feature_matching_loss, vae_gan_losses
+from jaxgen.vae.vae_gan import (
+    PLAYERS,
+    feature_matching_loss,
+    player_terms,
+    route_player_gradients,
+    vae_gan_losses,
+)
 
 B, DX, K, F = 6, 4, 2, 3
 _rng = np.random.default_rng(0)
@@ -90,22 +101,25 @@ def test_identity_features_give_half_squared_pixel_error(x64):
     p = _params()
     encoder_fn, decoder_fn, discriminator_fn = make_players(p)
     key = jax.random.key(3)
-    _, terms = vae_gan_losses(
+    losses = vae_gan_losses(
         encoder_fn, decoder_fn, lambda x: (discriminator_fn(x)[0], x), jnp.asarray(X), key
     )
     _, _, z, _ = _draws(key)
     x_recon = z @ PARAMS["dec_w"] + PARAMS["dec_b"]
-    np.testing.assert_allclose(
-        terms["feature_matching"], 0.5 * ((X - x_recon) ** 2).sum(1), rtol=1e-12
-    )
+    for player in ("encoder", "decoder"):
+        np.testing.assert_allclose(
+            losses[player][1]["feature_matching"], 0.5 * ((X - x_recon) ** 2).sum(1), rtol=1e-12
+        )
 
 
 def test_player_losses_and_terms_by_hand(x64):
     encoder_fn, decoder_fn, discriminator_fn = make_players(_params())
     key, gamma, beta = jax.random.key(4), 0.3, 0.7
-    losses, terms = vae_gan_losses(
+    out = vae_gan_losses(
         encoder_fn, decoder_fn, discriminator_fn, jnp.asarray(X), key, gamma=gamma, beta=beta
     )
+    losses = {player: per_example for player, (per_example, _) in out.items()}
+    terms = {name: v for _, player_terms_ in out.values() for name, v in player_terms_.items()}
     mu, s, z, z_p = _draws(key)
     x_recon = z @ PARAMS["dec_w"] + PARAMS["dec_b"]
     x_prior = z_p @ PARAMS["dec_w"] + PARAMS["dec_b"]
@@ -125,11 +139,18 @@ def test_player_losses_and_terms_by_hand(x64):
         "d_prior": _sigmoid(l_prior),
         "elbo_features": -(kl + llike),
     }
-    assert set(losses) == set(want_losses) and set(terms) == set(want_terms)
+    assert set(losses) == set(want_losses) == set(PLAYERS) and set(terms) == set(want_terms)
     for name, want in {**want_losses, **want_terms}.items():
         got = losses[name] if name in losses else terms[name]
         assert got.shape == (B,)
         np.testing.assert_allclose(got, want, rtol=1e-12, err_msg=name)
+    # Every player's own terms, each equal to the hand value (shared ones in both players).
+    assert set(out["encoder"][1]) == {"kl", "feature_matching", "elbo_features"}
+    assert set(out["decoder"][1]) == {"feature_matching", "d_recon", "d_prior"}
+    assert set(out["discriminator"][1]) == {"d_real", "d_recon", "d_prior"}
+    for player, (_, own_terms) in out.items():
+        for name, value in own_terms.items():
+            np.testing.assert_allclose(value, want_terms[name], rtol=1e-12, err_msg=player)
     # Negative controls: the saturating generator, and fakes averaged to the real's weight.
     saturating = gamma * llike - _softplus(l_recon) - _softplus(l_prior)
     rebalanced = _softplus(-l_real) + 0.5 * (_softplus(l_recon) + _softplus(l_prior))
@@ -140,11 +161,11 @@ def test_player_losses_and_terms_by_hand(x64):
 def _player_loss(player, gamma):
     def total(p):
         encoder_fn, decoder_fn, discriminator_fn = make_players(p)
-        losses, _ = vae_gan_losses(
+        losses = vae_gan_losses(
             encoder_fn, decoder_fn, discriminator_fn, jnp.asarray(X), jax.random.key(5),
             gamma=gamma,
         )  # fmt: skip
-        return jnp.sum(losses[player])
+        return jnp.sum(losses[player][0])
 
     return total
 
@@ -184,15 +205,143 @@ def test_error_messages():
     def run(enc=encoder_fn, dec=decoder_fn, dis=discriminator_fn):
         return jax.eval_shape(lambda: vae_gan_losses(enc, dec, dis, x, key))
 
-    losses, terms = run()
-    assert all(v.shape == (B,) for v in (*losses.values(), *terms.values()))
+    out = run()
+    assert all(
+        v.shape == (B,)
+        for per_example, terms in out.values()
+        for v in (per_example, *terms.values())
+    )
     with pytest.raises(ValueError, match="encoder_fn must return a DiagonalGaussian"):
         run(enc=lambda x: x)
     with pytest.raises(ValueError, match=r"decoder_fn must return images of x's shape \(6, 4\)"):
         run(dec=lambda z: z)
-    with pytest.raises(ValueError, match=r"logits must have shape \(6,\), got \(6, 1\)"):
+    # The discriminator sees the 3 B = 18 images [real; reconstructions; prior samples] at once.
+    with pytest.raises(ValueError, match=r"logits must have shape \(18,\), got \(18, 1\)"):
         run(dis=lambda x: (x[:, :1], x))
     with pytest.raises(ValueError, match=r"must return \(logits \(B,\), features"):
         run(dis=lambda x: x[:, 0])
-    with pytest.raises(ValueError, match=r"features must have shape \(6, \.\.\.\)"):
+    with pytest.raises(ValueError, match=r"features must have shape \(18, \.\.\.\)"):
         run(dis=lambda x: (x[:, 0], x[:2]))
+
+
+# ----------------------------------------------------------------- one pass, routed gradients
+
+
+def _nested(p):
+    """The toy parameters grouped by player, as a recipe holds them."""
+    return {
+        "encoder": {k: p[k] for k in ("enc_a", "enc_b")},
+        "decoder": {k: p[k] for k in ("dec_w", "dec_b")},
+        "discriminator": {k: p[k] for k in ("dis_v", "dis_m")},
+    }
+
+
+def _counted_objective(calls, gamma=0.3, beta=0.7):
+    """``objective(nested_params, x, key)`` whose networks count their calls; the decoder and
+    discriminator are non-linear so that every gradient path matters."""
+
+    def objective(params, x, key):
+        flat = {k: v for group in params.values() for k, v in group.items()}
+        enc, dec, dis = make_players(flat)
+
+        def encoder_fn(x):
+            calls["encoder"] += 1
+            return enc(x)
+
+        def decoder_fn(z):
+            calls["decoder"] += 1
+            return jnp.tanh(dec(z))
+
+        def discriminator_fn(x):
+            calls["discriminator"] += 1
+            logits, features = dis(x)
+            return logits, jnp.tanh(features)
+
+        return vae_gan_losses(
+            encoder_fn, decoder_fn, discriminator_fn, x, key, gamma=gamma, beta=beta
+        )
+
+    return objective
+
+
+def test_each_network_is_evaluated_once_per_objective_evaluation():
+    calls = dict.fromkeys(PLAYERS, 0)
+    objective = _counted_objective(calls)
+    params, x, key = _nested(_params()), jnp.asarray(X, jnp.float32), jax.random.key(0)
+    jax.make_jaxpr(objective)(params, x, key)
+    assert calls == dict.fromkeys(PLAYERS, 1)
+
+    def total(p):
+        out = route_player_gradients(objective, p, x, key)
+        return sum(jnp.mean(out[q][0]) for q in PLAYERS)
+
+    calls.update(dict.fromkeys(PLAYERS, 0))
+    jax.make_jaxpr(jax.value_and_grad(total))(params)  # the forward pass and the routed grads
+    assert calls == dict.fromkeys(PLAYERS, 1)
+    # Negative control: the stop_gradient form (one objective per player) calls each 3 times.
+    calls.update(dict.fromkeys(PLAYERS, 0))
+
+    def per_player(p):
+        parts = []
+        for player in PLAYERS:
+            frozen = {k: v if k == player else jax.lax.stop_gradient(v) for k, v in p.items()}
+            parts.append(jnp.mean(objective(frozen, x, key)[player][0]))
+        return sum(parts)
+
+    jax.make_jaxpr(jax.grad(per_player))(params)
+    assert calls == dict.fromkeys(PLAYERS, 3)
+
+
+def test_routed_gradient_is_each_players_own_gradient(x64):
+    calls = dict.fromkeys(PLAYERS, 0)
+    objective = _counted_objective(calls)
+    params, x, key = _nested(_params()), jnp.asarray(X), jax.random.key(6)
+    weights = {"encoder": 1.0, "decoder": 2.0, "discriminator": 0.5}
+
+    def routed_total(p):
+        out = route_player_gradients(objective, p, x, key)
+        return sum(weights[q] * jnp.mean(out[q][0]) for q in PLAYERS), out
+
+    (value, routed_out), grads = jax.value_and_grad(routed_total, has_aux=True)(params)
+    plain = objective(params, x, key)
+    for player in PLAYERS:  # the routed value is the objective's
+        np.testing.assert_array_equal(routed_out[player][0], plain[player][0])
+        for name in plain[player][1]:
+            np.testing.assert_array_equal(routed_out[player][1][name], plain[player][1][name])
+    np.testing.assert_allclose(
+        value, sum(weights[q] * jnp.mean(plain[q][0]) for q in PLAYERS), rtol=1e-14
+    )
+    for player in PLAYERS:
+
+        def own(p, player=player):
+            frozen = {k: v if k == player else jax.lax.stop_gradient(v) for k, v in p.items()}
+            return weights[player] * jnp.mean(objective(frozen, x, key)[player][0])
+
+        want = jax.grad(own)(params)[player]
+        for name in want:
+            np.testing.assert_allclose(
+                grads[player][name], want[name], rtol=1e-12, atol=1e-14, err_msg=(player, name)
+            )
+    # Negative control: the plain gradient of the sum mixes the players' losses.
+    mixed = jax.grad(
+        lambda p: sum(weights[q] * jnp.mean(objective(p, x, key)[q][0]) for q in PLAYERS)
+    )(params)
+    assert not np.allclose(mixed["discriminator"]["dis_m"], grads["discriminator"]["dis_m"])
+    assert not np.allclose(mixed["encoder"]["enc_a"], grads["encoder"]["enc_a"])
+
+
+def test_routing_refuses_unknown_players_and_names_metrics():
+    objective = _counted_objective(dict.fromkeys(PLAYERS, 0))
+    params, x, key = _nested(_params()), jnp.asarray(X, jnp.float32), jax.random.key(0)
+    partial_params = {k: v for k, v in params.items() if k != "decoder"}
+
+    def bad(p, x, key):
+        return objective({**p, "decoder": params["decoder"]}, x, key)
+
+    with pytest.raises(ValueError, match=r"players \['decoder'\] name no top-level parameter"):
+        jax.grad(lambda p: jnp.sum(route_player_gradients(bad, p, x, key)["encoder"][0]))(
+            partial_params
+        )
+    names = player_terms(objective(params, x, key))
+    assert {"encoder_loss", "decoder_loss", "discriminator_loss", "encoder_kl"} <= set(names)
+    assert "discriminator_d_real" in names and "decoder_feature_matching" in names
