@@ -9,8 +9,12 @@ Run (2 CPU cores, a few minutes):
     jaxgen eval --workdir runs/gan_digits
 
 Reports the digit FD of 360 EMA-generator samples and the discriminator's mean output on
-held-out and generated digits (``d_real``, ``d_fake``). ``model.game=saturating`` trains
-the same networks on eq. 1 as written (the saturating generator loss), for comparison.
+held-out and generated digits (``d_real``, ``d_fake``). Samples normalize with the
+statistics of a fixed reference batch of 256 latents (``model.reference_batch_size``), so
+sample ``i`` depends only on the seed and ``i``: digit FD 25.6 at seed 0 (22.4 +- 1.4 over
+seeds 0-4; each batch's own statistics, ``model.reference_batch_size=0``, 22.7).
+``model.game=saturating`` trains the same networks on eq. 1 as written (the saturating
+generator loss), for comparison.
 """
 
 from jaxgen.config import DataConfig, EvalConfig, ExperimentConfig, OptimConfig, TrainConfig

@@ -30,7 +30,9 @@ The other games read the discriminator's output ``l`` as a real-valued score:
 * ``"hinge"`` (Lim and Ye 2017; Miyato et al. 2018, eq. 16 and 17): the discriminator
   minimizes ``relu(1 - l_real) + relu(1 + l_fake)``, the generator ``-l_fake``.
 
-All functions take outputs of shape (B,) and return per-example losses (B,).
+All functions take outputs of shape (B,) and return ``(per_example, terms)``: the
+per-example loss (B,) and a dict of named per-example terms (B,) (the discriminator's two
+halves and its outputs, see each function), for the training step to average and log.
 
 References:
   Goodfellow, Pouget-Abadie, Mirza, Xu, Warde-Farley, Ozair, Courville, Bengio.
@@ -47,10 +49,30 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-__all__ = ["DISCRIMINATOR_LOSSES", "GENERATOR_LOSSES", "discriminator_loss", "generator_loss"]
+__all__ = [
+    "DISCRIMINATOR_LOSSES",
+    "GENERATOR_LOSSES",
+    "discriminator_loss",
+    "discriminator_output",
+    "generator_loss",
+]
 
 DISCRIMINATOR_LOSSES: tuple[str, ...] = ("minimax", "wasserstein", "hinge")
 GENERATOR_LOSSES: tuple[str, ...] = ("saturating", "non_saturating", "wasserstein", "hinge")
+
+
+def discriminator_output(logits: jax.Array, *, kind: str) -> jax.Array:
+    """What the discriminator says about an example: ``D = sigmoid(l)``, a probability, for
+    the minimax games (``kind`` ``"minimax"``, ``"saturating"`` or ``"non_saturating"``);
+    the score ``l`` itself for ``"wasserstein"`` and ``"hinge"``."""
+    if kind not in DISCRIMINATOR_LOSSES + GENERATOR_LOSSES:
+        raise ValueError(
+            f"unknown loss kind {kind!r}; expected one of "
+            f"{tuple(dict.fromkeys(DISCRIMINATOR_LOSSES + GENERATOR_LOSSES))}."
+        )
+    if kind in ("minimax", "saturating", "non_saturating"):
+        return jax.nn.sigmoid(logits)
+    return logits
 
 
 def _check_logits(logits: jax.Array, name: str) -> jax.Array:
@@ -64,10 +86,19 @@ def _check_logits(logits: jax.Array, name: str) -> jax.Array:
 
 def discriminator_loss(
     real_logits: jax.Array, fake_logits: jax.Array, *, kind: str = "minimax"
-) -> jax.Array:
-    """Per-example discriminator loss, (B,): ``"minimax"`` ``-log D(x) - log(1 - D(G(z))) =
-    softplus(-real) + softplus(fake)``, ``"wasserstein"`` ``fake - real``, or ``"hinge"``
-    ``relu(1 - real) + relu(1 + fake)``."""
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Per-example discriminator loss (B,) and its terms.
+
+    The loss is the sum of a real and a fake half: ``"minimax"`` ``-log D(x) - log(1 -
+    D(G(z))) = softplus(-real) + softplus(fake)``, ``"wasserstein"`` ``-real + fake``, or
+    ``"hinge"`` ``relu(1 - real) + relu(1 + fake)``.
+
+    Returns:
+      ``(per_example, terms)`` with terms ``d_loss_real`` and ``d_loss_fake`` (the two
+      halves, summing to ``per_example``) and ``d_real`` / ``d_fake``, the discriminator's
+      outputs (:func:`discriminator_output`: probabilities for ``"minimax"``, scores
+      otherwise).
+    """
     if kind not in DISCRIMINATOR_LOSSES:
         raise ValueError(
             f"unknown discriminator loss kind {kind!r}; expected one of {DISCRIMINATOR_LOSSES}."
@@ -80,23 +111,40 @@ def discriminator_loss(
             f"{real_logits.shape} and {fake_logits.shape}."
         )
     if kind == "wasserstein":
-        return fake_logits - real_logits
-    if kind == "hinge":
-        return jax.nn.relu(1.0 - real_logits) + jax.nn.relu(1.0 + fake_logits)
-    return jax.nn.softplus(-real_logits) + jax.nn.softplus(fake_logits)
+        real_part, fake_part = -real_logits, fake_logits
+    elif kind == "hinge":
+        real_part, fake_part = jax.nn.relu(1.0 - real_logits), jax.nn.relu(1.0 + fake_logits)
+    else:
+        real_part, fake_part = jax.nn.softplus(-real_logits), jax.nn.softplus(fake_logits)
+    terms = {
+        "d_loss_real": real_part,
+        "d_loss_fake": fake_part,
+        "d_real": discriminator_output(real_logits, kind=kind),
+        "d_fake": discriminator_output(fake_logits, kind=kind),
+    }
+    return real_part + fake_part, terms
 
 
-def generator_loss(fake_logits: jax.Array, *, kind: str = "non_saturating") -> jax.Array:
-    """Per-example generator loss, (B,): ``"saturating"`` ``log(1 - D(G(z))) =
+def generator_loss(
+    fake_logits: jax.Array, *, kind: str = "non_saturating"
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Per-example generator loss (B,) and its terms: ``"saturating"`` ``log(1 - D(G(z))) =
     -softplus(fake)``, ``"non_saturating"`` ``-log D(G(z)) = softplus(-fake)``, or
-    ``"wasserstein"`` / ``"hinge"`` ``-fake``."""
+    ``"wasserstein"`` / ``"hinge"`` ``-fake``.
+
+    Returns:
+      ``(per_example, terms)`` with the term ``g_d_fake``: the discriminator's output on the
+      generated examples (a probability for the two minimax kinds, the score otherwise).
+    """
     if kind not in GENERATOR_LOSSES:
         raise ValueError(
             f"unknown generator loss kind {kind!r}; expected one of {GENERATOR_LOSSES}."
         )
     fake_logits = _check_logits(fake_logits, "fake_logits")
     if kind == "saturating":
-        return -jax.nn.softplus(fake_logits)
-    if kind in ("wasserstein", "hinge"):
-        return -fake_logits
-    return jax.nn.softplus(-fake_logits)
+        per_example = -jax.nn.softplus(fake_logits)
+    elif kind in ("wasserstein", "hinge"):
+        per_example = -fake_logits
+    else:
+        per_example = jax.nn.softplus(-fake_logits)
+    return per_example, {"g_d_fake": discriminator_output(fake_logits, kind=kind)}

@@ -10,6 +10,8 @@
 * R1 (Mescheder et al. 2018, eq. 9): ``||grad_x D(x)||_2^2`` at real data only; the caller
   adds ``gamma / 2`` times it to the discriminator's loss.
 
+The two penalties are losses: they return ``(per_example, terms)``, the per-example
+penalty (B,) and a dict of named per-example terms; the caller weights and adds them.
 The gradients are per example: ``critic_fn`` maps (B, *event) to (B,) with no interaction
 between examples (no batch statistics), so ``grad`` of ``sum(critic_fn(x))`` with respect
 to ``x`` holds each example's own input gradient in its row.
@@ -61,21 +63,33 @@ def gradient_penalty(
     key: jax.Array,
     *,
     target: float = 1.0,
-) -> jax.Array:
+) -> tuple[jax.Array, dict[str, jax.Array]]:
     """WGAN-GP's ``(||grad D(x_hat)||_2 - target)^2`` per example, (B,), at
-    ``x_hat = eps real + (1 - eps) fake`` with ``eps = jax.random.uniform(key, (B,))``."""
+    ``x_hat = eps real + (1 - eps) fake`` with ``eps = jax.random.uniform(key, (B,))``.
+
+    Returns:
+      ``(per_example, terms)``: terms ``gradient_penalty`` (the per-example penalty) and
+      ``interpolate_grad_norm`` (``||grad D(x_hat)||_2``).
+    """
     real, fake = jnp.asarray(real), jnp.asarray(fake)
     if real.shape != fake.shape:
         raise ValueError(f"real and fake must have the same shape, got {real.shape}, {fake.shape}.")
     eps = jax.random.uniform(key, (real.shape[0],), real.dtype)
     eps = eps.reshape((-1,) + (1,) * (real.ndim - 1))
     x_hat = eps * real + (1.0 - eps) * fake
-    return (input_gradient_norms(critic_fn, x_hat) - target) ** 2
+    norms = input_gradient_norms(critic_fn, x_hat)
+    penalty = (norms - target) ** 2
+    return penalty, {"gradient_penalty": penalty, "interpolate_grad_norm": norms}
 
 
-def r1_penalty(critic_fn: CriticFn, real: jax.Array) -> jax.Array:
-    """R1: ``||grad_x D(x)||_2^2`` at the real examples, (B,)."""
-    return input_gradient_norms(critic_fn, real) ** 2
+def r1_penalty(critic_fn: CriticFn, real: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """R1: ``||grad_x D(x)||_2^2`` at the real examples, (B,).
+
+    Returns:
+      ``(per_example, terms)`` with the term ``r1_penalty`` (the per-example penalty).
+    """
+    penalty = input_gradient_norms(critic_fn, real) ** 2
+    return penalty, {"r1_penalty": penalty}
 
 
 def clip_weights(params: Any, *, clip: float = 0.01) -> Any:

@@ -39,13 +39,16 @@ Class conditioning (``num_classes > 0``):
 al. 2018); the caller then passes ``update_stats`` (False for the second evaluation in a
 step, or at evaluation). The embedding is left unnormalized.
 
-Batch normalization here is ``BatchStatsNorm``: it always uses the statistics of the batch it
-is given. The GAN reference implementations normalize generator and discriminator
+Batch normalization here is ``BatchStatsNorm``: by default it uses the statistics of the
+batch it is given. The GAN reference implementations normalize generator and discriminator
 activations with batch statistics both in training and when sampling, and a module holding
 only ``Param``s stays a pure function of (params, inputs). Under a data-parallel ``jit``
 (batch sharded over devices) the mean and variance are reductions over the global batch, so
 the statistics are synchronized across devices for free. The price, as with any batch
-norm: an example's output depends on the rest of its batch.
+norm: an example's output depends on the rest of its batch. For sampling,
+``DCGANGenerator(z, labels, num_reference=R)`` takes the statistics of every norm from the
+first ``R`` rows only (reference batch normalization, Salimans et al. 2016, sec. 3.4; see
+``jaxgen.gan.sampling``), which makes each other row's output independent of its batch.
 
 References:
   Radford, Metz, Chintala. Unsupervised Representation Learning with Deep Convolutional
@@ -53,6 +56,8 @@ References:
   Mirza, Osindero. Conditional Generative Adversarial Nets. arXiv:1411.1784, 2014.
   Miyato, Koyama. cGANs with Projection Discriminator. ICLR 2018.
   Ioffe, Szegedy. Batch Normalization. ICML 2015 (Algorithm 1).
+  Salimans, Goodfellow, Zaremba, Cheung, Radford, Chen. Improved Techniques for Training
+  GANs. NeurIPS 2016.
 """
 
 from __future__ import annotations
@@ -116,6 +121,10 @@ class BatchStatsNorm(nnx.Module):
     ``y = scale * (x - mean) / sqrt(var + 1e-5) + bias`` with the mean and (biased) variance
     over all axes but the last (Ioffe and Szegedy 2015, Algorithm 1). Holds only the
     ``scale`` (init 1) and ``bias`` (init 0) Params.
+
+    With ``num_reference = R > 0`` the mean and variance are those of the first ``R`` rows
+    (a reference batch, Salimans et al. 2016, sec. 3.4) and every row is normalized with
+    them: rows after the ``R``-th then do not influence each other.
     """
 
     epsilon = 1e-5
@@ -126,14 +135,19 @@ class BatchStatsNorm(nnx.Module):
         self.scale = nnx.Param(jnp.ones((num_features,), jnp.float32))
         self.bias = nnx.Param(jnp.zeros((num_features,), jnp.float32))
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, *, num_reference: int = 0) -> jax.Array:
         if x.ndim < 2 or x.shape[-1] != self.num_features:
             raise ValueError(
                 f"BatchStatsNorm expects (B, ..., {self.num_features}), got shape {x.shape}"
             )
+        if not 0 <= num_reference <= x.shape[0]:
+            raise ValueError(
+                f"num_reference must be in [0, {x.shape[0]}] (the batch), got {num_reference}"
+            )
+        stats = x[:num_reference] if num_reference else x
         axes = tuple(range(x.ndim - 1))
-        mean = jnp.mean(x, axis=axes, keepdims=True)
-        var = jnp.mean(jnp.square(x - mean), axis=axes, keepdims=True)
+        mean = jnp.mean(stats, axis=axes, keepdims=True)
+        var = jnp.mean(jnp.square(stats - mean), axis=axes, keepdims=True)
         shape = (1,) * (x.ndim - 1) + (self.num_features,)
         y = (x - mean) * jax.lax.rsqrt(var + self.epsilon)
         return y * self.scale[...].reshape(shape) + self.bias[...].reshape(shape)
@@ -211,7 +225,11 @@ class DCGANGenerator(nnx.Module):
         self.norms = nnx.List([BatchStatsNorm(w, rngs=rngs) for w in widths])
         self.out = upsampling_conv(widths[-1], image_shape[2], use_bias=True, rngs=rngs)
 
-    def __call__(self, z: jax.Array, labels: jax.Array | None = None) -> jax.Array:
+    def __call__(
+        self, z: jax.Array, labels: jax.Array | None = None, *, num_reference: int = 0
+    ) -> jax.Array:
+        """Images ``G(z [, y])``; ``num_reference = R > 0``: the first ``R`` rows are a
+        reference batch whose statistics every norm uses (see ``BatchStatsNorm``)."""
         if z.ndim != 2 or z.shape[1] != self.latent_dim:
             raise ValueError(
                 f"DCGANGenerator expects z of shape (B, {self.latent_dim}), got {z.shape}"
@@ -220,7 +238,7 @@ class DCGANGenerator(nnx.Module):
         h = z if onehot is None else jnp.concatenate([z, onehot.astype(z.dtype)], axis=-1)
         h = h[:, None, None, :]
         for layer, norm in zip([self.project, *self.up], self.norms, strict=True):
-            h = jax.nn.relu(norm(layer(h)))
+            h = jax.nn.relu(norm(layer(h), num_reference=num_reference))
         return jnp.tanh(self.out(h))
 
 

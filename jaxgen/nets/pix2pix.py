@@ -34,6 +34,11 @@ sees the whole image (at different alignments). Batch norm makes every logit dep
 the batch's statistics too; the window holds for fixed statistics (``batch_norm=False``
 makes it exact).
 
+Sampling: ``UNetGenerator(x, noise, num_reference=R)`` normalizes with the statistics of
+the first ``R`` rows only (a reference batch of conditions, Salimans et al. 2016, sec.
+3.4), so that the other rows' outputs do not depend on their batch (Isola et al. use the
+test batch's statistics; see ``jaxgen.gan.pix2pix``).
+
 Weights are initialized from N(0, 0.02^2), as in DCGAN.
 
 Reference:
@@ -108,7 +113,11 @@ class UNetGenerator(nnx.Module):
         self.decoder_norms = nnx.List([BatchStatsNorm(f, rngs=rngs) for f in dec_out])
         self.out = upsampling_conv(dec_in[-1], out_channels, use_bias=True, rngs=rngs)
 
-    def __call__(self, x: jax.Array, noise: jax.Array | None = None) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, noise: jax.Array | None = None, *, num_reference: int = 0
+    ) -> jax.Array:
+        """``G(x [, noise])``; ``num_reference = R > 0``: every batch norm uses the statistics
+        of the first ``R`` rows only (a reference batch, see ``BatchStatsNorm``)."""
         factor = 2**self.num_levels
         if x.ndim != 4 or x.shape[-1] != self.in_channels:
             raise ValueError(f"UNetGenerator expects (B, H, W, {self.in_channels}), got {x.shape}")
@@ -130,12 +139,12 @@ class UNetGenerator(nnx.Module):
         for i, layer in enumerate(self.encoder):
             h = layer(h)
             if 0 < i < self.num_levels - 1:
-                h = self.encoder_norms[i - 1](h)
+                h = self.encoder_norms[i - 1](h, num_reference=num_reference)
             h = jax.nn.leaky_relu(h, LEAKY_SLOPE)
             skips.append(h)
         skips.pop()  # the bottleneck is the decoder's input, not a skip
         for layer, norm in zip(self.decoder, self.decoder_norms, strict=True):
-            h = jax.nn.relu(norm(layer(h)))
+            h = jax.nn.relu(norm(layer(h), num_reference=num_reference))
             h = jnp.concatenate([h, skips.pop()], axis=-1)
         return jnp.tanh(self.out(h))
 

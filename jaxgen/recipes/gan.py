@@ -17,16 +17,22 @@ Games (``model.game``; losses in ``jaxgen.gan.losses``):
 ``model.penalty="r1"`` adds Mescheder et al.'s (2018) ``(gamma / 2) E ||grad D(x)||^2`` on
 real data, ``gamma = model.penalty_weight``.
 
+The players' objectives are the pure functions of ``jaxgen.gan.objectives``; this recipe
+only wires its networks to them (as callables) and to the two-player step.
+
 Networks (``model.architecture``): ``"mlp"`` (2-D toy data, flattened digits) or
 ``"dcgan"`` (Radford et al. 2016; ``jaxgen.nets.dcgan``) with batch norm (batch
-statistics in training and sampling) and optional spectral normalization of the
+statistics in training; when sampling, the statistics of a fixed reference batch of
+``model.reference_batch_size`` latents, so that a sample depends only on the seed and its
+index, ``jaxgen.gan.sampling``) and optional spectral normalization of the
 discriminator (``model.spectral_norm``; its power-iteration vectors are state the
 discriminator's loss updates, one iteration per update, on real and generated data passed
 together). ``model.num_classes > 0`` makes both players class
 conditional: the generator takes the one-hot label with ``z``; the discriminator
 concatenates it to its input (``"concat"``, Mirza and Osindero 2014) or adds the
 projection ``<embed(y), phi(x)>`` to its logit (``"projection"``, Miyato and Koyama 2018;
-DCGAN only). Samples cycle through the classes.
+DCGAN only). Samples cycle through the classes: example ``i`` of a draw has class
+``i mod num_classes``.
 
 Logged every step: both players' losses and gradient norms, the discriminator's mean
 output on real and generated data (``d_real``, ``d_fake``: probabilities for the minimax
@@ -38,7 +44,7 @@ adds, on the ring and grid of Gaussians, the VEEGAN / PacGAN mode counts
 from __future__ import annotations
 
 import dataclasses
-import functools
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -47,28 +53,33 @@ import numpy as np
 from flax import nnx
 
 from jaxgen.config import ConfigError
+from jaxgen.core.sampling import SamplerOutput, example_keys
 from jaxgen.data.toy2d import MIXTURE_NAMES
 from jaxgen.engine.adversarial_step import DISCRIMINATOR, GENERATOR, make_adversarial_train_step
 from jaxgen.engine.optimizer import make_optimizer
-from jaxgen.gan import losses, penalties
+from jaxgen.gan import losses, objectives, penalties
+from jaxgen.gan import sampling as gan_sampling
+from jaxgen.gan.objectives import GAMES, PENALTIES
+from jaxgen.gan.sampling import LATENT_DISTRIBUTIONS
 from jaxgen.images import density_picture
 from jaxgen.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 from jaxgen.nets.mlp import ACTIVATIONS, MLP
 from jaxgen.nets.spectral_norm import SpectralVector
 from jaxgen.recipes.base import Recipe, check_choice, evaluate_in_chunks
 from jaxgen.recipes.modules import ModuleSet
-from jaxgen.recipes.registry import register
 
-GAMES: dict[str, tuple[str, str]] = {
-    "saturating": ("minimax", "saturating"),
-    "non_saturating": ("minimax", "non_saturating"),
-    "wasserstein": ("wasserstein", "wasserstein"),
-    "hinge": ("hinge", "hinge"),
-}
 ARCHITECTURES = ("mlp", "dcgan")
-PENALTIES = ("none", "gradient_penalty", "r1")
 CONDITIONINGS = ("projection", "concat")
-LATENT_DISTRIBUTIONS = ("normal", "uniform")
+
+__all__ = [
+    "ARCHITECTURES",
+    "CONDITIONINGS",
+    "GAMES",
+    "LATENT_DISTRIBUTIONS",
+    "PENALTIES",
+    "GANConfig",
+    "GANRecipe",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +91,9 @@ class GANConfig:
     and ``discriminator_b1`` / ``discriminator_b2`` (None: ``optim``'s) set the
     discriminator's optimizer; both players otherwise share ``optim``.
     ``eval_num_samples`` samples are drawn for the mode counts on 2-D mixtures.
+    ``reference_batch_size`` is the size of the fixed reference batch whose statistics the
+    DCGAN generator's batch norms use when sampling (0: each sampled batch's own
+    statistics, which makes samples depend on their batch).
     """
 
     game: str = "non_saturating"
@@ -103,18 +117,19 @@ class GANConfig:
     discriminator_b1: float | None = None
     discriminator_b2: float | None = None
     eval_num_samples: int = 2500
+    reference_batch_size: int = 256
 
 
 def one_hot_labels(labels: jax.Array | None, num_classes: int) -> jax.Array | None:
     return None if labels is None else jax.nn.one_hot(labels, num_classes)
 
 
-@register
 class GANRecipe(Recipe):
     """Unconditional and class-conditional GANs; see the module docstring."""
 
     family = "gan"
     config_class = GANConfig
+    eval_time_fields = ("eval_num_samples", "reference_batch_size")
 
     def setup(self) -> None:
         m: GANConfig = self.config.model
@@ -132,10 +147,19 @@ class GANRecipe(Recipe):
             raise ConfigError(
                 "model.latent_dim and model.eval_num_samples must be >= 1, model.num_classes >= 0"
             )
+        if m.reference_batch_size < 0:
+            raise ConfigError(
+                f"model.reference_batch_size must be >= 0, got {m.reference_batch_size}"
+            )
         if m.weight_clip is not None and m.weight_clip <= 0:
             raise ConfigError(f"model.weight_clip must be positive or None, got {m.weight_clip}")
         if m.penalty_weight < 0:
             raise ConfigError(f"model.penalty_weight must be >= 0, got {m.penalty_weight}")
+        if m.num_classes and self.num_classes is not None and m.num_classes > self.num_classes:
+            raise ConfigError(
+                f"model.num_classes={m.num_classes} but {self.config.data.name!r} has "
+                f"{self.num_classes} classes"
+            )
         self.discriminator_kind, self.generator_kind = GAMES[m.game]
         self.num_dims = int(np.prod(self.data_shape))
         if m.architecture == "dcgan":
@@ -213,31 +237,69 @@ class GANRecipe(Recipe):
 
     def make_train_step(self, tx):
         m: GANConfig = self.config.model
-        clip = (
-            None
-            if m.weight_clip is None
-            else functools.partial(penalties.clip_weights, clip=m.weight_clip)
-        )
         return make_adversarial_train_step(
             self.discriminator_loss,
             self.generator_loss,
             tx,
             discriminator_steps=m.discriminator_steps,
             ema_decay=self.config.optim.ema_decay,
-            discriminator_constraint=clip,
+            discriminator_constraint=objectives.discriminator_constraint(m.weight_clip),
         )
 
-    def init_params(self, key: jax.Array) -> Any:
+    def init_params(self, key: jax.Array, init_batch: Mapping[str, jax.Array] | None = None) -> Any:
+        del init_batch  # no data-dependent initialisation
         return self.modules.init(key)
 
-    # ------------------------------------------------------------------ the players
+    # ------------------------------------------------------------------ the networks
 
-    def latents(self, key: jax.Array, num_samples: int) -> jax.Array:
+    def generator_fn(self, params: Any) -> Callable[..., jax.Array]:
+        """``G(z, labels, num_reference=0)`` in the data's shape, as a callable."""
         m: GANConfig = self.config.model
-        shape = (num_samples, m.latent_dim)
-        if m.latent_distribution == "uniform":
-            return jax.random.uniform(key, shape, minval=-1.0, maxval=1.0)
-        return jax.random.normal(key, shape)
+        g = self.modules.bind(params, GENERATOR)
+
+        def generate(z, labels=None, *, num_reference: int = 0):
+            if m.architecture == "dcgan":
+                return g(z, labels, num_reference=num_reference)
+            y = one_hot_labels(labels, m.num_classes)
+            out = g(z if y is None else jnp.concatenate([z, y], axis=-1))
+            if len(self.data_shape) == 3:
+                out = jnp.tanh(out)
+            return out.reshape(z.shape[0], *self.data_shape)
+
+        return generate
+
+    def generate(self, params: Any, z: jax.Array, labels: jax.Array | None = None) -> jax.Array:
+        """``G(z [, y])`` in the data's shape (batch statistics of this batch)."""
+        return self.generator_fn(params)(z, labels)
+
+    def discriminator_fn(self, params: Any) -> Callable[[jax.Array, jax.Array | None], jax.Array]:
+        """``D(x, labels) -> (B,)`` logits, as a callable that changes no state."""
+        m: GANConfig = self.config.model
+        d = self.modules.bind(params, DISCRIMINATOR)
+
+        def critic(x, labels=None):
+            if m.architecture == "dcgan":
+                return d(x, labels, update_stats=False)
+            flat = x.reshape(x.shape[0], -1)
+            y = one_hot_labels(labels, m.num_classes)
+            if y is not None:
+                flat = jnp.concatenate([flat, y], axis=-1)
+            return d(flat)[:, 0]
+
+        return critic
+
+    def stateful_discriminator_fn(self, params: Any):
+        """``D(x, labels) -> (logits, power-iteration vectors)`` with one power iteration
+        (spectral normalization), or None without spectral normalization."""
+        if not self.config.model.spectral_norm:
+            return None
+
+        def critic(x, labels=None):
+            d = self.modules.bind(params, DISCRIMINATOR)
+            logits = d(x, labels, update_stats=True)
+            return logits, nnx.to_pure_dict(nnx.state(d, SpectralVector))
+
+        return critic
 
     def _labels(self, batch: dict[str, jax.Array]) -> jax.Array | None:
         if not self.config.model.num_classes:
@@ -249,93 +311,42 @@ class GANRecipe(Recipe):
             )
         return batch["label"]
 
-    def generate(self, params: Any, z: jax.Array, labels: jax.Array | None = None) -> jax.Array:
-        """``G(z [, y])`` in the data's shape."""
+    # ------------------------------------------------------------------ the players
+
+    def discriminator_loss(
+        self, params: Any, batch: Mapping[str, jax.Array], key: jax.Array, step: jax.Array
+    ) -> objectives.Objective:
+        """``jaxgen.gan.objectives.discriminator_objective`` with this recipe's networks."""
         m: GANConfig = self.config.model
-        g = self.modules.bind(params, GENERATOR)
-        if m.architecture == "dcgan":
-            return g(z, labels)
-        y = one_hot_labels(labels, m.num_classes)
-        inputs = z if y is None else jnp.concatenate([z, y], axis=-1)
-        out = g(inputs)
-        if len(self.data_shape) == 3:
-            out = jnp.tanh(out)
-        return out.reshape(z.shape[0], *self.data_shape)
-
-    def _discriminator(self, params: Any):
-        """``(critic(x, labels, update_stats) -> (B,), module)``."""
-        m: GANConfig = self.config.model
-        d = self.modules.bind(params, DISCRIMINATOR)
-
-        def critic(x, labels=None, *, update_stats=False):
-            if m.architecture == "dcgan":
-                if m.spectral_norm:
-                    return d(x, labels, update_stats=update_stats)
-                return d(x, labels)
-            flat = x.reshape(x.shape[0], -1)
-            y = one_hot_labels(labels, m.num_classes)
-            if y is not None:
-                flat = jnp.concatenate([flat, y], axis=-1)
-            return d(flat)[:, 0]
-
-        return critic, d
-
-    def _output(self, logits: jax.Array) -> jax.Array:
-        """What ``d_real`` / ``d_fake`` report: D(x) for the minimax games, else the score."""
-        if self.discriminator_kind == "minimax":
-            return jax.nn.sigmoid(logits)
-        return logits
-
-    def discriminator_loss(self, params, batch, key, step):
-        """Per-example discriminator loss (with its penalty) and the power-iteration update."""
-        m: GANConfig = self.config.model
-        x = batch[self.data_key]
-        labels = self._labels(batch)
-        z_key, label_key, penalty_key = jax.random.split(key, 3)
-        fake = self.generate(params, self.latents(z_key, x.shape[0]), labels)
-        critic, module = self._discriminator(params)
-        if m.spectral_norm:
-            # One forward pass on real and fake together: one power iteration per update
-            # (Miyato et al. Algorithm 1) and the same normalized weights for both halves.
-            both_labels = None if labels is None else jnp.concatenate([labels, labels])
-            both = critic(jnp.concatenate([x, fake]), both_labels, update_stats=True)
-            real_logits, fake_logits = both[: x.shape[0]], both[x.shape[0] :]
-        else:
-            real_logits, fake_logits = critic(x, labels), critic(fake, labels)
-        per_example = losses.discriminator_loss(
-            real_logits, fake_logits, kind=self.discriminator_kind
+        return objectives.discriminator_objective(
+            self.generator_fn(params),
+            self.discriminator_fn(params),
+            batch[self.data_key],
+            key,
+            latent_dim=m.latent_dim,
+            labels=self._labels(batch),
+            kind=self.discriminator_kind,
+            latent_distribution=m.latent_distribution,
+            penalty=m.penalty,
+            penalty_weight=m.penalty_weight,
+            stateful_discriminator_fn=self.stateful_discriminator_fn(params),
         )
 
-        def frozen(inputs):
-            return critic(inputs, labels)
-
-        terms = {
-            "d_real": self._output(real_logits),
-            "d_fake": self._output(fake_logits),
-            "d_input_grad_norm": penalties.input_gradient_norms(frozen, x),
-        }
-        if m.penalty == "gradient_penalty":
-            penalty = penalties.gradient_penalty(frozen, x, fake, penalty_key)
-            per_example = per_example + m.penalty_weight * penalty
-            terms["gradient_penalty"] = penalty
-        elif m.penalty == "r1":
-            penalty = penalties.r1_penalty(frozen, x)
-            per_example = per_example + 0.5 * m.penalty_weight * penalty
-            terms["r1_penalty"] = penalty
-        updates = {}
-        if m.spectral_norm:
-            updates[DISCRIMINATOR] = nnx.to_pure_dict(nnx.state(module, SpectralVector))
-        return per_example, terms, updates
-
-    def generator_loss(self, params, batch, key, step):
-        """Per-example generator loss against the (updated) discriminator."""
+    def generator_loss(
+        self, params: Any, batch: Mapping[str, jax.Array], key: jax.Array, step: jax.Array
+    ) -> objectives.Objective:
+        """``jaxgen.gan.objectives.generator_objective`` with this recipe's networks."""
+        m: GANConfig = self.config.model
         x = batch[self.data_key]
-        labels = self._labels(batch)
-        fake = self.generate(params, self.latents(key, x.shape[0]), labels)
-        critic, _ = self._discriminator(params)
-        logits = critic(fake, labels)
-        per_example = losses.generator_loss(logits, kind=self.generator_kind)
-        return per_example, {"g_d_fake": self._output(logits)}, {}
+        return objectives.generator_objective(
+            self.generator_fn(params),
+            self.discriminator_fn(params),
+            key,
+            (x.shape[0], m.latent_dim),
+            labels=self._labels(batch),
+            kind=self.generator_kind,
+            latent_distribution=m.latent_distribution,
+        )
 
     def loss(self, params, batch, key):
         """Both players' losses at ``params`` (for inspection; training uses the two-player
@@ -346,24 +357,60 @@ class GANRecipe(Recipe):
 
     # ------------------------------------------------------------------ sampling, evaluation
 
-    def sample_labels(self, num_samples: int) -> jax.Array | None:
-        """Labels cycling through the classes (each row of a grid of 10 is one class)."""
+    def sample_labels(self, num_samples: int, first_index: int | jax.Array = 0):
+        """Labels cycling through the classes by the example's index in the draw:
+        ``(first_index + i) mod num_classes`` (each row of a grid of 10 is one class)."""
         m: GANConfig = self.config.model
-        return jnp.arange(num_samples) % m.num_classes if m.num_classes else None
+        if not m.num_classes:
+            return None
+        return (jnp.arange(num_samples) + first_index) % m.num_classes
 
-    def sample(self, params, key, num_samples):
-        return self.generate(
-            params, self.latents(key, num_samples), self.sample_labels(num_samples)
+    def sample(
+        self,
+        params: Any,
+        key: jax.Array,
+        num_samples: int,
+        *,
+        first_index: int | jax.Array = 0,
+        condition: Mapping[str, jax.Array] | None = None,
+        **options: Any,
+    ) -> SamplerOutput:
+        """``jaxgen.gan.sample``: example ``i``'s latent from ``example_keys(key, n,
+        start=first_index)[i]``, class ``(first_index + i) mod num_classes``; the DCGAN
+        generator normalizes with the fixed reference batch (``model.reference_batch_size``)."""
+        if condition is not None or options:
+            raise ValueError(
+                f"the gan recipe takes no condition or sample options, got "
+                f"{sorted(options) + (['condition'] if condition is not None else [])}"
+            )
+        m: GANConfig = self.config.model
+        reference = m.reference_batch_size if m.architecture == "dcgan" else 0
+        return gan_sampling.sample(
+            self.generator_fn(params),
+            example_keys(key, num_samples, start=first_index),
+            (num_samples, m.latent_dim),
+            labels=self.sample_labels(num_samples, first_index),
+            latent_distribution=m.latent_distribution,
+            reference_size=reference,
+            reference_labels=self.sample_labels(reference) if reference else None,
         )
 
     def _eval_chunk(self, params, data, key):
-        critic, _ = self._discriminator(params)
-        fake = self.sample(params, key, data.shape[0])
-        out = {"d_fake": self._output(critic(fake, self.sample_labels(data.shape[0])))}
+        critic = self.discriminator_fn(params)
+        labels = self.sample_labels(data.shape[0])
+        fake = self.sample(params, key, data.shape[0]).samples
+        out = {"d_fake": self._output(critic(fake, labels))}
         if not self.config.model.num_classes:  # held-out labels are not passed to evaluate
             out["d_real"] = self._output(critic(data))
             out["d_input_grad_norm"] = penalties.input_gradient_norms(critic, data)
         return out
+
+    def _output(self, logits: jax.Array) -> jax.Array:
+        return losses.discriminator_output(logits, kind=self.discriminator_kind)
+
+    def _draw(self, params, key, num_samples: int) -> np.ndarray:
+        draw = jax.jit(lambda p, k: self.sample(p, k, num_samples).samples)
+        return np.asarray(draw(params, key))
 
     def evaluate(self, params, images, key):
         """Discriminator outputs on held-out data and on samples; mode counts on mixtures."""
@@ -377,9 +424,7 @@ class GANRecipe(Recipe):
         if self.config.data.name in MIXTURE_NAMES:
             from jaxgen.evaluation.mode_coverage import toy_mode_coverage
 
-            samples = np.asarray(
-                jax.jit(self.sample, static_argnums=2)(params, sample_key, m.eval_num_samples)
-            )
+            samples = self._draw(params, sample_key, m.eval_num_samples)
             coverage = toy_mode_coverage(self.config.data.name, samples)
             results.update(coverage.as_dict())
         return results
@@ -390,9 +435,7 @@ class GANRecipe(Recipe):
     def figures(self, params, images, key):
         if len(self.data_shape) != 1 or self.data_shape[0] != 2:
             return {}
-        samples = np.asarray(
-            jax.jit(self.sample, static_argnums=2)(params, key, self.config.model.eval_num_samples)
-        )
+        samples = self._draw(params, key, self.config.model.eval_num_samples)
         return {
             "samples": density_picture(samples, extent=self._extent()),
             "data": density_picture(np.asarray(images), extent=self._extent()),

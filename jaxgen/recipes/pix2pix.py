@@ -2,6 +2,9 @@
 the generator maps a low-resolution image (average-pooled by ``model.factor``, then
 enlarged back by nearest neighbour) to the full-resolution image.
 
+The objectives, the sampler and the super-resolution task are the pure functions of
+``jaxgen.gan.pix2pix``; this recipe wires its networks to them.
+
 Objective (Isola et al. eq. 4): ``G* = arg min_G max_D L_cGAN(G, D) + lambda L_L1(G)`` with
 
 * ``L_cGAN`` (eq. 1): the discriminator sees the condition ``c`` with either the real target
@@ -16,15 +19,25 @@ ignore it; here ``model.noise_channels`` explicit Gaussian noise maps are concat
 the condition (0 by default: a deterministic generator).
 
 Training uses the engine's two-player step (one discriminator update per generator
-update). Samples super-resolve randomly chosen held-out images (``eval.split``), so
-``jaxgen eval``'s digit FD measures the outputs against the test digits; ``evaluate``
-reports L1 and PSNR of the outputs against the truth next to the nearest-neighbour and
-bilinear baselines.
+update). Samples are conditioned on held-out data (``sample_condition_split = "test"``):
+the run floor passes ``condition={"image": rows}``, example ``i`` of a draw super-resolving
+held-out image ``i`` (cycling), so ``jaxgen eval``'s digit FD measures the outputs against
+the test digits; ``evaluate`` reports L1 and PSNR of the outputs against the truth next to
+the nearest-neighbour and bilinear baselines.
+
+Batch statistics: the U-Net's batch norms use the training batch's statistics; samples,
+``evaluate`` and the figures normalize with a fixed reference batch of ``init_batch_size``
+training conditions instead (reference batch normalization, ``jaxgen.gan.pix2pix``), which
+the run floor hands to ``init_params`` (the first training examples) and which is kept with
+the parameters as ``params["reference"]["condition"]`` (no player updates it). Without an
+initialisation batch the parameters hold no reference and samples fall back to their own
+batch's statistics.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -32,14 +45,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgen.config import ConfigError
+from jaxgen.core.sampling import SamplerOutput, example_keys
 from jaxgen.engine.adversarial_step import DISCRIMINATOR, GENERATOR, make_adversarial_train_step
 from jaxgen.engine.optimizer import make_optimizer
-from jaxgen.gan import losses
+from jaxgen.gan import pix2pix
+from jaxgen.gan.pix2pix import enlarge_nearest, low_resolution, psnr
 from jaxgen.images import make_grid
 from jaxgen.nets.pix2pix import PatchDiscriminator, UNetGenerator
 from jaxgen.recipes.base import Recipe, evaluate_in_chunks
 from jaxgen.recipes.modules import ModuleSet
-from jaxgen.recipes.registry import register
+
+__all__ = ["Pix2PixConfig", "Pix2PixRecipe", "enlarge_nearest", "low_resolution", "psnr"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,31 +70,13 @@ class Pix2PixConfig:
     noise_channels: int = 0
 
 
-def low_resolution(images: jax.Array, factor: int) -> jax.Array:
-    """Average-pool NHWC ``images`` by ``factor``: (B, H / f, W / f, C)."""
-    b, h, w, c = images.shape
-    if h % factor or w % factor:
-        raise ValueError(f"image size {(h, w)} is not divisible by the factor {factor}")
-    return images.reshape(b, h // factor, factor, w // factor, factor, c).mean(axis=(2, 4))
-
-
-def enlarge_nearest(images: jax.Array, factor: int) -> jax.Array:
-    """Nearest-neighbour enlargement by ``factor`` (each pixel repeated f x f times)."""
-    return jnp.repeat(jnp.repeat(images, factor, axis=1), factor, axis=2)
-
-
-def psnr(estimate: jax.Array, truth: jax.Array) -> jax.Array:
-    """Per-example peak signal-to-noise ratio in dB for images in [-1, 1] (peak 2)."""
-    mse = jnp.mean((estimate - truth).reshape(truth.shape[0], -1) ** 2, axis=1)
-    return 10.0 * jnp.log10(4.0 / jnp.maximum(mse, 1e-12))
-
-
-@register
 class Pix2PixRecipe(Recipe):
     """Super-resolution pix2pix; see the module docstring."""
 
     family = "pix2pix"
     config_class = Pix2PixConfig
+    sample_condition_split = "test"
+    init_batch_size = 256  # the reference batch of training conditions (see the docstring)
 
     def setup(self) -> None:
         m: Pix2PixConfig = self.config.model
@@ -105,10 +103,19 @@ class Pix2PixRecipe(Recipe):
                 ),
             }
         )
-        self._held_out: np.ndarray | None = None
 
-    def init_params(self, key: jax.Array) -> Any:
-        return self.modules.init(key)
+    def init_params(self, key: jax.Array, init_batch: Mapping[str, jax.Array] | None = None) -> Any:
+        """Both networks' parameters and, given training examples, the reference batch of
+        their conditions (``params["reference"]["condition"]``)."""
+        params = self.modules.init(key)
+        if init_batch is not None:
+            images = jnp.asarray(init_batch[self.data_key], jnp.float32)
+            params["reference"] = {"condition": self.condition(images)}
+        return params
+
+    def reference(self, params: Any) -> jax.Array | None:
+        """The reference conditions held with ``params``, or None."""
+        return params.get("reference", {}).get("condition")
 
     def make_optimizer(self, num_steps: int):
         return {
@@ -129,47 +136,56 @@ class Pix2PixRecipe(Recipe):
 
     def condition(self, images: jax.Array) -> jax.Array:
         """The generator's input: the low-resolution image enlarged back to full size."""
-        f = self.config.model.factor
-        return enlarge_nearest(low_resolution(images, f), f)
+        return pix2pix.super_resolution_condition(images, self.config.model.factor)
+
+    def generator_fn(self, params: Any):
+        """``G(condition, noise)`` as a callable."""
+        return self.modules.bind(params, GENERATOR)
+
+    def discriminator_fn(self, params: Any):
+        """``D(condition, image) -> patch logits`` as a callable."""
+        return self.modules.bind(params, DISCRIMINATOR)
 
     def translate(self, params: Any, condition: jax.Array, key: jax.Array) -> jax.Array:
-        """``G(c)`` (with fresh noise maps when the generator has noise channels)."""
-        m: Pix2PixConfig = self.config.model
-        g = self.modules.bind(params, GENERATOR)
-        noise = None
-        if m.noise_channels:
-            noise = jax.random.normal(key, (*condition.shape[:3], m.noise_channels))
-        return g(condition, noise)
+        """``G(c)`` as sampled: per-example noise maps (when the generator has noise
+        channels) and the reference batch's statistics (when ``params`` hold one)."""
+        return pix2pix.translate(
+            self.generator_fn(params),
+            condition,
+            key,
+            noise_channels=self.config.model.noise_channels,
+            reference=self.reference(params),
+        )
 
-    def _patch_logits(self, params, condition, target):
-        d = self.modules.bind(params, DISCRIMINATOR)
-        logits = d(condition, target)
-        return logits.reshape(logits.shape[0], -1)
-
-    def discriminator_loss(self, params, batch, key, step):
+    def discriminator_loss(
+        self, params: Any, batch: Mapping[str, jax.Array], key: jax.Array, step: jax.Array
+    ) -> pix2pix.Objective:
+        """``jaxgen.gan.pix2pix.discriminator_objective`` with this recipe's networks."""
         x = batch[self.data_key]
-        c = self.condition(x)
-        fake = self.translate(params, c, key)
-        real_logits = self._patch_logits(params, c, x)
-        fake_logits = self._patch_logits(params, c, fake)
-        per_patch = losses.discriminator_loss(real_logits.ravel(), fake_logits.ravel())
-        per_example = per_patch.reshape(real_logits.shape).mean(axis=1)
-        terms = {
-            "d_real": jnp.mean(jax.nn.sigmoid(real_logits), axis=1),
-            "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits), axis=1),
-        }
-        return per_example, terms, {}
+        return pix2pix.discriminator_objective(
+            self.generator_fn(params),
+            self.discriminator_fn(params),
+            self.condition(x),
+            x,
+            key,
+            noise_channels=self.config.model.noise_channels,
+        )
 
-    def generator_loss(self, params, batch, key, step):
+    def generator_loss(
+        self, params: Any, batch: Mapping[str, jax.Array], key: jax.Array, step: jax.Array
+    ) -> pix2pix.Objective:
+        """``jaxgen.gan.pix2pix.generator_objective`` (adversarial + lambda L1)."""
         m: Pix2PixConfig = self.config.model
         x = batch[self.data_key]
-        c = self.condition(x)
-        fake = self.translate(params, c, key)
-        logits = self._patch_logits(params, c, fake)
-        adversarial = losses.generator_loss(logits.ravel(), kind="non_saturating")
-        adversarial = adversarial.reshape(logits.shape).mean(axis=1)
-        l1 = jnp.mean(jnp.abs(x - fake).reshape(x.shape[0], -1), axis=1)
-        return adversarial + m.l1_weight * l1, {"adversarial": adversarial, "l1": l1}, {}
+        return pix2pix.generator_objective(
+            self.generator_fn(params),
+            self.discriminator_fn(params),
+            self.condition(x),
+            x,
+            key,
+            l1_weight=m.l1_weight,
+            noise_channels=m.noise_channels,
+        )
 
     def loss(self, params, batch, key):
         d_loss, terms, _ = self.discriminator_loss(params, batch, key, jnp.zeros((), jnp.int32))
@@ -178,28 +194,41 @@ class Pix2PixRecipe(Recipe):
 
     # ------------------------------------------------------------------ sampling, evaluation
 
-    def held_out_images(self) -> np.ndarray:
-        """The ``eval.split`` images whose super-resolutions are this model's samples."""
-        if self._held_out is None:
-            from jaxgen.data.registry import load_dataset
-
-            data = self.config.data
-            held_out = load_dataset(
-                data.name, self.config.eval.split, data_dir=data.data_dir, download=data.download
+    def sample(
+        self,
+        params: Any,
+        key: jax.Array,
+        num_samples: int,
+        *,
+        first_index: int | jax.Array = 0,
+        condition: Mapping[str, jax.Array] | None = None,
+        **options: Any,
+    ) -> SamplerOutput:
+        """Super-resolutions of ``condition[data_key]`` (held-out images aligned with the
+        examples, from the run floor): example ``i`` is ``G(c_i)`` of the ``i``-th row, its
+        noise (if any) from ``example_keys(key, n, start=first_index)[i]``."""
+        if options:
+            raise ValueError(f"the pix2pix recipe takes no sample options, got {sorted(options)}")
+        if condition is None or self.data_key not in condition:
+            raise ValueError(
+                f"pix2pix samples are super-resolutions of held-out images: pass "
+                f"condition={{{self.data_key!r}: images of shape ({num_samples}, "
+                f"*{self.data_shape})}} (rows of the {self.sample_condition_split!r} split)"
             )
-            n = len(held_out.source)
-            if self.config.eval.max_examples is not None:
-                n = min(n, self.config.eval.max_examples)
-            self._held_out = np.asarray(
-                held_out.source.get(np.arange(n))[held_out.data_key], np.float32
+        images = jnp.asarray(condition[self.data_key], jnp.float32)
+        if images.shape != (num_samples, *self.data_shape):
+            raise ValueError(
+                f"condition[{self.data_key!r}] must have shape ({num_samples}, "
+                f"*{self.data_shape}), got {images.shape}"
             )
-        return self._held_out
-
-    def sample(self, params, key, num_samples):
-        images = jnp.asarray(self.held_out_images())
-        pick_key, noise_key = jax.random.split(key)
-        idx = jax.random.choice(pick_key, images.shape[0], (num_samples,))
-        return self.translate(params, self.condition(images[idx]), noise_key)
+        return pix2pix.sample(
+            self.generator_fn(params),
+            example_keys(key, num_samples, start=first_index),
+            images.shape,
+            condition=self.condition(images),
+            noise_channels=self.config.model.noise_channels,
+            reference=self.reference(params),
+        )
 
     def _eval_chunk(self, params, images, key):
         c = self.condition(images)
@@ -208,8 +237,9 @@ class Pix2PixRecipe(Recipe):
         small = low_resolution(images, f)
         bilinear = jax.image.resize(small, images.shape, "linear")
         per_image_l1 = lambda a: jnp.mean(jnp.abs(a - images).reshape(images.shape[0], -1), 1)  # noqa: E731
-        real_logits = self._patch_logits(params, c, images)
-        fake_logits = self._patch_logits(params, c, out)
+        d = self.discriminator_fn(params)
+        real_logits = pix2pix.patch_logits(d, c, images)
+        fake_logits = pix2pix.patch_logits(d, c, out)
         return {
             "l1": per_image_l1(out),
             "psnr_db": psnr(out, images),

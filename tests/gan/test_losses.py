@@ -28,32 +28,38 @@ from jaxgen.gan import GENERATOR_LOSSES, discriminator_loss, generator_loss
 from tests.diffusion.stats import bonferroni_z
 
 
+def d_loss(*args, **kwargs):
+    """The per-example discriminator loss: the first of ``(per_example, terms)``."""
+    return discriminator_loss(*args, **kwargs)[0]
+
+
+def g_loss(*args, **kwargs):
+    """The per-example generator loss: the first of ``(per_example, terms)``."""
+    return generator_loss(*args, **kwargs)[0]
+
+
 def test_definitions_by_hand(x64):
     rng = np.random.default_rng(0)
     real, fake = rng.uniform(-8, 8, 50), rng.uniform(-8, 8, 50)
     d_real, d_fake = 1.0 / (1.0 + np.exp(-real)), 1.0 / (1.0 + np.exp(-fake))
     np.testing.assert_allclose(
-        discriminator_loss(real, fake), -np.log(d_real) - np.log(1.0 - d_fake), rtol=1e-12
+        d_loss(real, fake), -np.log(d_real) - np.log(1.0 - d_fake), rtol=1e-12
     )
-    np.testing.assert_allclose(
-        generator_loss(fake, kind="saturating"), np.log(1.0 - d_fake), rtol=1e-12
-    )
-    np.testing.assert_allclose(
-        generator_loss(fake, kind="non_saturating"), -np.log(d_fake), rtol=1e-12
-    )
-    np.testing.assert_allclose(generator_loss(fake), generator_loss(fake, kind="non_saturating"))
+    np.testing.assert_allclose(g_loss(fake, kind="saturating"), np.log(1.0 - d_fake), rtol=1e-12)
+    np.testing.assert_allclose(g_loss(fake, kind="non_saturating"), -np.log(d_fake), rtol=1e-12)
+    np.testing.assert_allclose(g_loss(fake), g_loss(fake, kind="non_saturating"))
     assert GENERATOR_LOSSES == ("saturating", "non_saturating", "wasserstein", "hinge")
     # Negative control: the two generator losses are different functions.
-    assert not np.allclose(generator_loss(fake, kind="saturating"), -np.log(d_fake))
+    assert not np.allclose(g_loss(fake, kind="saturating"), -np.log(d_fake))
 
 
 def test_stable_at_extreme_logits():
     big = jnp.array([200.0, -200.0, 0.0], jnp.float32)
-    loss = discriminator_loss(big, -big)
+    loss = d_loss(big, -big)
     np.testing.assert_allclose(loss, [0.0, 400.0, 2 * math.log(2.0)], rtol=1e-6, atol=1e-30)
-    np.testing.assert_allclose(generator_loss(big), [0.0, 200.0, math.log(2.0)], rtol=1e-6)
+    np.testing.assert_allclose(g_loss(big), [0.0, 200.0, math.log(2.0)], rtol=1e-6)
     np.testing.assert_allclose(
-        generator_loss(big, kind="saturating"), [-200.0, 0.0, -math.log(2.0)], rtol=1e-6
+        g_loss(big, kind="saturating"), [-200.0, 0.0, -math.log(2.0)], rtol=1e-6
     )
     # Negative control: the naive formula overflows in float32.
     naive = -jnp.log(jax.nn.sigmoid(big)) - jnp.log(1.0 - jax.nn.sigmoid(-big))
@@ -67,8 +73,8 @@ def test_optimal_discriminator_is_the_density_ratio(x64):
 
     def expected_loss(logit, a, b):
         # a * (-log D) + b * (-log(1 - D)) from the two halves of the loss.
-        real_part = discriminator_loss(logit, jnp.full_like(logit, -jnp.inf))
-        fake_part = discriminator_loss(jnp.full_like(logit, jnp.inf), logit)
+        real_part = d_loss(logit, jnp.full_like(logit, -jnp.inf))
+        fake_part = d_loss(jnp.full_like(logit, jnp.inf), logit)
         return jnp.sum(a * real_part + b * fake_part)
 
     grad = jax.grad(expected_loss)
@@ -89,7 +95,7 @@ def _jsd(p, q):
 
 def test_value_at_the_optimal_discriminator_is_minus_log4_plus_2jsd(x64):
     zeros = jnp.zeros(7)
-    np.testing.assert_allclose(-discriminator_loss(zeros, zeros), -math.log(4.0), rtol=1e-15)
+    np.testing.assert_allclose(-d_loss(zeros, zeros), -math.log(4.0), rtol=1e-15)
     p_data, p_g = scipy.stats.norm(0.0, 1.0), scipy.stats.norm(1.0, 1.5)
 
     def logit_star(x):  # log p_data - log p_g: D* = p_data / (p_data + p_g)
@@ -102,7 +108,7 @@ def test_value_at_the_optimal_discriminator_is_minus_log4_plus_2jsd(x64):
     z_max = bonferroni_z(3)
 
     def z_score(real_logits, fake_logits):
-        v = -np.asarray(discriminator_loss(real_logits, fake_logits))
+        v = -np.asarray(d_loss(real_logits, fake_logits))
         return (v.mean() - oracle) / (v.std(ddof=1) / np.sqrt(n)), v.mean()
 
     z, value = z_score(logit_star(real), logit_star(fake))
@@ -116,8 +122,8 @@ def test_value_at_the_optimal_discriminator_is_minus_log4_plus_2jsd(x64):
 
 def test_non_saturating_gradient_is_larger_when_d_is_near_zero(x64):
     fake = jnp.array([-6.0, -3.0, 6.0])
-    g_sat = jax.grad(lambda f: jnp.sum(generator_loss(f, kind="saturating")))(fake)
-    g_ns = jax.grad(lambda f: jnp.sum(generator_loss(f, kind="non_saturating")))(fake)
+    g_sat = jax.grad(lambda f: jnp.sum(g_loss(f, kind="saturating")))(fake)
+    g_ns = jax.grad(lambda f: jnp.sum(g_loss(f, kind="non_saturating")))(fake)
     d = 1.0 / (1.0 + np.exp(-np.asarray(fake)))
     np.testing.assert_allclose(g_sat, -d, rtol=1e-12)
     np.testing.assert_allclose(g_ns, -(1.0 - d), rtol=1e-12)
@@ -131,10 +137,38 @@ def test_non_saturating_gradient_is_larger_when_d_is_near_zero(x64):
 
 def test_error_messages():
     with pytest.raises(ValueError, match=r"unknown generator loss kind 'wgan'.*'saturating'"):
-        generator_loss(jnp.zeros(3), kind="wgan")
+        g_loss(jnp.zeros(3), kind="wgan")
     with pytest.raises(ValueError, match=r"same shape \(B,\), got \(3,\) and \(4,\)"):
-        discriminator_loss(jnp.zeros(3), jnp.zeros(4))
+        d_loss(jnp.zeros(3), jnp.zeros(4))
     with pytest.raises(ValueError, match=r"fake_logits must be per-example logits of shape \(B"):
-        generator_loss(jnp.zeros((3, 1)))
+        g_loss(jnp.zeros((3, 1)))
     with pytest.raises(ValueError, match=r"real_logits must be a float array"):
-        discriminator_loss(jnp.zeros(3, int), jnp.zeros(3))
+        d_loss(jnp.zeros(3, int), jnp.zeros(3))
+
+
+@pytest.mark.parametrize("kind", ["minimax", "wasserstein", "hinge"])
+def test_discriminator_terms_are_the_two_halves_and_the_outputs(kind, x64):
+    rng = np.random.default_rng(3)
+    real, fake = jnp.asarray(rng.normal(size=9)), jnp.asarray(rng.normal(size=9))
+    per_example, terms = discriminator_loss(real, fake, kind=kind)
+    assert set(terms) == {"d_loss_real", "d_loss_fake", "d_real", "d_fake"}
+    assert all(v.shape == (9,) for v in terms.values())
+    np.testing.assert_allclose(terms["d_loss_real"] + terms["d_loss_fake"], per_example)
+    # each half is the loss with the other half's logit sent where it costs nothing
+    if kind == "minimax":
+        np.testing.assert_allclose(terms["d_loss_real"], -np.log(jax.nn.sigmoid(real)))
+        np.testing.assert_allclose(terms["d_loss_fake"], -np.log(1 - jax.nn.sigmoid(fake)))
+        np.testing.assert_allclose(terms["d_real"], 1 / (1 + np.exp(-np.asarray(real))))
+        np.testing.assert_allclose(terms["d_fake"], 1 / (1 + np.exp(-np.asarray(fake))))
+    else:  # scores are reported as they are
+        np.testing.assert_array_equal(terms["d_real"], real)
+        np.testing.assert_array_equal(terms["d_fake"], fake)
+
+
+@pytest.mark.parametrize("kind", GENERATOR_LOSSES)
+def test_generator_terms_report_the_discriminator_output(kind, x64):
+    fake = jnp.array([-2.0, 0.0, 3.0])
+    per_example, terms = generator_loss(fake, kind=kind)
+    assert per_example.shape == (3,) and set(terms) == {"g_d_fake"}
+    expected = jax.nn.sigmoid(fake) if "saturating" in kind else fake
+    np.testing.assert_allclose(terms["g_d_fake"], expected)

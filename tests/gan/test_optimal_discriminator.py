@@ -157,7 +157,7 @@ def _fit(case: Case, graphdef, params, seed: int, steps: int):
 
     def loss_fn(p, x_real, x_fake):
         return jnp.mean(
-            discriminator_loss(logits_fn(p, x_real), logits_fn(p, x_fake), kind="minimax")
+            discriminator_loss(logits_fn(p, x_real), logits_fn(p, x_fake), kind="minimax")[0]
         )
 
     @jax.jit

@@ -1,4 +1,4 @@
-"""The pix2pix recipe's degradation and scores, and the 2-D density picture, by hand."""
+"""pix2pix's super-resolution degradation and scores, and the 2-D density picture, by hand."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxgen.gan.pix2pix import enlarge_nearest, low_resolution, psnr, super_resolution_condition
 from jaxgen.images import density_picture
-from jaxgen.recipes.pix2pix import enlarge_nearest, low_resolution, psnr
 
 
 def test_low_resolution_is_the_block_mean_and_nearest_repeats_it():
@@ -25,6 +25,7 @@ def test_low_resolution_is_the_block_mean_and_nearest_repeats_it():
     np.testing.assert_array_equal(big[:, 1::2, 1::2], small)
     with pytest.raises(ValueError, match="divisible"):
         low_resolution(jnp.zeros((1, 5, 4, 1)), 2)
+    np.testing.assert_array_equal(super_resolution_condition(jnp.asarray(x), 2), big)
 
 
 def test_psnr_against_the_definition_for_images_with_peak_to_peak_two():

@@ -242,6 +242,31 @@ def test_batch_stats_norm_is_the_formula_with_global_batch_statistics(x64):
         fn({"scale": scale, "bias": bias}, np.ones((2, 3)))
 
 
+def test_batch_stats_norm_with_a_reference_batch_uses_its_statistics_only(x64):
+    """``num_reference = R``: mean and variance of the first ``R`` rows, applied to all."""
+    rng = np.random.default_rng(4)
+    x = 2.0 * rng.normal(size=(10, 3, 3, 4)) + rng.normal(size=(1, 3, 3, 4))
+    scale, bias = rng.normal(size=4), rng.normal(size=4)
+    graphdef, _ = nnx.split(BatchStatsNorm(4))
+    params = {"scale": scale, "bias": bias}
+    fn = jax.jit(lambda p, x, r: nnx.merge(graphdef, p)(x, num_reference=r), static_argnums=2)
+    ref = x[:4]
+    mean = ref.mean(axis=(0, 1, 2))
+    var = ((ref - mean) ** 2).mean(axis=(0, 1, 2))
+    want = (x - mean) / np.sqrt(var + 1e-5) * scale + bias
+    np.testing.assert_allclose(fn(params, jnp.asarray(x), 4), want, rtol=1e-12, atol=1e-12)
+    # the rows after the reference do not influence each other: change them, row 4 stays
+    other = x.copy()
+    other[5:] = 10.0 * rng.normal(size=other[5:].shape)
+    np.testing.assert_allclose(fn(params, jnp.asarray(other), 4)[:5], want[:5], rtol=1e-12)
+    # R = the whole batch is the plain batch norm; negative control: R = 4 is not
+    full = np.asarray(fn(params, jnp.asarray(x), 10))
+    np.testing.assert_allclose(full, fn(params, jnp.asarray(x), 0), rtol=1e-12, atol=1e-12)
+    assert np.abs(full - want).max() > 0.1
+    with pytest.raises(ValueError, match="num_reference"):
+        fn(params, jnp.asarray(x), 11)
+
+
 def test_batch_stats_norm_on_a_sharded_batch_uses_global_statistics():
     mesh = make_mesh(8)
     graphdef, _ = build(lambda: BatchStatsNorm(3))

@@ -7,7 +7,12 @@
 * batch norm sees the global batch: a step on 8 devices equals the step on one;
 * a run with k = 2 discriminator steps and spectral norm, interrupted and resumed, ends
   exactly where an uninterrupted run ends;
-* the players' losses are the ones the config names; bad configs are refused by name.
+* the players' losses are the pure objectives applied to the recipe's networks;
+* a sample depends only on the seed and its index: batch 16 equals the first 16 of batch
+  64 for the MLP and DCGAN generators, conditional or not (DCGAN through its reference
+  batch; the negative control without it differs); pix2pix samples are conditioned on
+  the held-out rows it is given, and refuse to run without them;
+* bad configs are refused by name.
 """
 
 from __future__ import annotations
@@ -20,14 +25,15 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from jaxgen import gan
 from jaxgen.config import ConfigError, apply_overrides, load_experiment
+from jaxgen.core import SamplerOutput, example_keys
 from jaxgen.data.digits import load_digits
 from jaxgen.engine import sharding
-from jaxgen.engine.inference import evaluate_run, load_run
 from jaxgen.engine.step import init_train_state
-from jaxgen.engine.trainer import build_recipe, load_train_dataset, train
 from jaxgen.gan import losses
 from jaxgen.nets.spectral_norm import SpectralVector
+from jaxgen.run import build_recipe, evaluate_run, load_run, load_train_dataset, train
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -192,26 +198,92 @@ def test_players_losses_are_the_games(game, d_kind, g_kind):
     params = recipe.init_params(jax.random.key(0))
     batch = {"x": jnp.asarray(np.random.default_rng(0).normal(size=(8, 2)), jnp.float32)}
     key = jax.random.key(1)
+    latent_dim = recipe.config.model.latent_dim
     d_loss, _, _ = recipe.discriminator_loss(params, batch, key, 0)
-    z = recipe.latents(jax.random.split(key, 3)[0], 8)
-    critic, _ = recipe._discriminator(params)
-    expected = losses.discriminator_loss(
+    # the discriminator's latents: example i from fold_in(split(key)[0], i)
+    z = gan.latents(example_keys(jax.random.split(key)[0], 8), latent_dim)
+    critic = recipe.discriminator_fn(params)
+    expected, _ = losses.discriminator_loss(
         critic(batch["x"]), critic(recipe.generate(params, z)), kind=d_kind
     )
     np.testing.assert_allclose(d_loss, expected, rtol=1e-6)
     g_loss, _, _ = recipe.generator_loss(params, batch, key, 0)
-    fake_logits = critic(recipe.generate(params, recipe.latents(key, 8)))
-    np.testing.assert_allclose(g_loss, losses.generator_loss(fake_logits, kind=g_kind), rtol=1e-6)
+    fake_logits = critic(recipe.generate(params, gan.latents(example_keys(key, 8), latent_dim)))
+    np.testing.assert_allclose(
+        g_loss, losses.generator_loss(fake_logits, kind=g_kind)[0], rtol=1e-6
+    )
 
 
 def test_conditional_samples_cycle_through_classes():
     _, recipe = tiny_recipe("cgan_digits")
     params = recipe.init_params(jax.random.key(0))
     np.testing.assert_array_equal(recipe.sample_labels(12), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1])
-    z = recipe.latents(jax.random.key(1), 4)
+    # the class follows the example's index in the draw, not its place in the batch
+    np.testing.assert_array_equal(recipe.sample_labels(4, first_index=8), [8, 9, 0, 1])
+    z = gan.latents(example_keys(jax.random.key(1), 4), recipe.config.model.latent_dim)
     a = recipe.generate(params, z, jnp.array([0, 0, 0, 0]))
     b = recipe.generate(params, z, jnp.array([3, 3, 3, 3]))
     assert float(jnp.max(jnp.abs(a - b))) > 1e-4  # the label reaches the generator
+
+
+@pytest.mark.parametrize("name", ["gan_ring", "cgan_mlp_digits", "gan_digits", "cgan_digits"])
+def test_samples_do_not_depend_on_the_batch(name):
+    """Batch 16 is the first 16 of batch 64 (same key), and a chunk drawn from
+    ``first_index=16`` is rows 16..31: MLP and DCGAN generators, conditional or not."""
+    _, recipe = tiny_recipe(name)
+    params = recipe.init_params(jax.random.key(0))
+    key = jax.random.key(3)
+    draw = jax.jit(recipe.sample, static_argnums=2)
+    big = draw(params, key, 64)
+    assert isinstance(big, SamplerOutput) and big.nfe == 1
+    assert big.samples.shape == (64, *recipe.data_shape)
+    small = draw(params, key, 16)
+    chunk = draw(params, key, 16, first_index=jnp.int32(16))
+    np.testing.assert_allclose(small.samples, big.samples[:16], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(chunk.samples, big.samples[16:32], rtol=1e-5, atol=1e-6)
+    assert float(jnp.max(jnp.abs(small.samples - chunk.samples))) > 1e-3
+
+
+def test_dcgan_samples_without_a_reference_batch_depend_on_the_batch():
+    """Negative control of the test above: each batch's own statistics."""
+    _, recipe = tiny_recipe("gan_digits", "model.reference_batch_size=0")
+    params = recipe.init_params(jax.random.key(0))
+    key = jax.random.key(3)
+    big = recipe.sample(params, key, 64).samples
+    small = recipe.sample(params, key, 16).samples
+    assert float(jnp.max(jnp.abs(small - big[:16]))) > 1e-3
+
+
+def test_pix2pix_samples_super_resolve_the_condition_it_is_given():
+    _, recipe = tiny_recipe("pix2pix_digits")
+    assert recipe.sample_condition_split == "test" and recipe.init_batch_size > 0
+    train_images = _batch(32)["image"]
+    params = recipe.init_params(jax.random.key(0), {"image": train_images})
+    np.testing.assert_array_equal(params["reference"]["condition"], recipe.condition(train_images))
+    images = _batch(40)["image"][32:]  # 8 images that are not in the reference batch
+    with pytest.raises(ValueError, match="condition"):
+        recipe.sample(params, jax.random.key(0), 8)
+    with pytest.raises(ValueError, match=r"must have shape \(4,"):
+        recipe.sample(params, jax.random.key(0), 4, condition={"image": images})
+    out = recipe.sample(params, jax.random.key(0), 8, condition={"image": images})
+    assert isinstance(out, SamplerOutput) and out.nfe == 1
+    # one generator pass over [reference; conditions], normalized by the reference rows
+    g = recipe.generator_fn(params)
+    both = jnp.concatenate([params["reference"]["condition"], recipe.condition(images)])
+    np.testing.assert_allclose(
+        out.samples, g(both, None, num_reference=32)[32:], rtol=1e-5, atol=1e-6
+    )
+    # example i's output depends on its own condition only: a chunk equals its rows
+    part = recipe.sample(
+        params, jax.random.key(0), 2, first_index=3, condition={"image": images[3:5]}
+    )
+    np.testing.assert_allclose(part.samples, out.samples[3:5], rtol=1e-5, atol=1e-6)
+    # negative control: without a reference the batch's own statistics make them differ
+    bare = recipe.init_params(jax.random.key(0))
+    assert "reference" not in bare
+    whole = recipe.sample(bare, jax.random.key(0), 8, condition={"image": images}).samples
+    rows = recipe.sample(bare, jax.random.key(0), 2, condition={"image": images[3:5]}).samples
+    assert float(jnp.max(jnp.abs(rows - whole[3:5]))) > 1e-4
 
 
 @pytest.mark.parametrize(
