@@ -2,7 +2,10 @@
 with its shift convention, logit filtering (temperature, top-k, top-p), jitted sampling
 loops for sequences (with a per-token step function, such as a transformer's key-value
 cache or an RNN's state) and for images (PixelCNN's one pass per value), and the causal
-convolution masks of PixelCNN.
+convolution masks of PixelCNN. The token loss returns ``(per_example, terms)``; every
+sampler takes its size as ``shape`` right after ``key``, draws example ``b``'s values from
+that example's key alone, and returns ``jaxgen.core.SamplerOutput`` with one network
+evaluation per token / position (``nfe``).
 
 The networks (PixelCNN, gated PixelCNN, the causal dilated convolution net, LSTM/GRU
 language models, the causal transformer with its cache) are Flax NNX modules in

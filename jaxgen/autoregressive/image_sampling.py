@@ -9,8 +9,9 @@ row, left to right, channels in order within a pixel)::
     log p(x) = sum_t log p(x_t | x_<t) = sum_{i,j,c} log softmax(logits[:, i, j, c])[x_ijc],
 
 computed for every position in one network pass (:func:`image_log_prob`, nats, (B,)).
-:func:`bits_per_dim` converts it to ``-log p(x) / (D log 2)`` bits per dimension, the
-unit in which every jaxgen likelihood is compared (on the 8x8 digits ``D = 64``, ``L = 17``;
+:func:`bits_per_dim` converts it to ``-log p(x) / (D log 2)`` bits per dimension
+(:func:`jaxgen.core.bits_per_dim` of the negated log-likelihood), the unit in which every
+jaxgen likelihood is compared (on the 8x8 digits ``D = 64``, ``L = 17``;
 a uniform model scores ``log2 17 = 4.09`` bits/dim).
 
 Sampling (:func:`sample_image`) is ancestral and therefore sequential: starting from an
@@ -18,7 +19,8 @@ all-zero image, for ``t = 0 .. D - 1`` the whole network is run on the current i
 ``x_t`` is drawn from ``softmax(logits_t / temperature)`` (after optional top-k / nucleus
 filtering), then written in. Entries at or after ``t`` are still zero when ``x_t`` is
 drawn; a causal network never looks at them. This costs ``D`` full network passes
-(O(HWC) passes; 64 for a digit), a ``lax.fori_loop`` whose body is traced once. The
+(O(HWC) passes; 64 for a digit; ``nfe = D`` in the returned
+:class:`jaxgen.core.SamplerOutput`), a ``lax.fori_loop`` whose body is traced once. The
 passes recompute the features of every earlier position; caching them (e.g. Ramachandran
 et al. 2017, Fast PixelCNN++) is not done here.
 
@@ -27,6 +29,11 @@ top-k, then top-p / nucleus, Holtzman et al. 2020), applied to the logits of the
 position. ``temperature = 0`` (which ``filter_logits`` does not accept) means greedy
 decoding, ``x_t = argmax logits_t``: the limit ``T -> 0`` of ``softmax(l / T)`` when the
 maximum is unique; ``top_k`` / ``top_p`` are then irrelevant.
+
+**Per-example keys.** ``key`` is one key (image ``b`` uses ``k_b = fold_in(key, b)``,
+:func:`jaxgen.core.example_keys`) or a ``(B,)`` batch of per-example keys; the value at
+position ``t`` of image ``b`` is drawn with ``fold_in(k_b, t)`` from that image's logits
+alone, so the ``i``-th image of a seed does not depend on the batch size.
 
 References:
   van den Oord, Kalchbrenner, Kavukcuoglu. Pixel Recurrent Neural Networks. ICML 2016a.
@@ -44,7 +51,9 @@ import jax
 import jax.numpy as jnp
 
 from jaxgen.autoregressive.sampling import filter_logits
-from jaxgen.diffusion.variational_bound import bits_per_dim as nats_to_bits_per_dim
+from jaxgen.core import units
+from jaxgen.core.sampling import SamplerOutput, as_example_keys
+from jaxgen.core.validation import check_num_levels, check_sample_shape
 
 __all__ = ["bits_per_dim", "image_log_prob", "sample_image"]
 
@@ -67,31 +76,40 @@ def sample_image(
     temperature: float = 1.0,
     top_k: int | None = None,
     top_p: float | None = None,
-) -> jax.Array:
+) -> SamplerOutput:
     """Ancestral samples (B, H, W, C) int32 in ``0..num_levels-1``, one position at a time.
 
     Args:
       logits_fn: integer images (B, H, W, C) -> logits (B, H, W, C, num_levels), causal in
         raster order (close over parameters and labels, e.g.
         ``lambda x: nnx.merge(graphdef, params)(x, labels)``).
-      key: a PRNG key; position ``t`` uses ``fold_in(key, t)``.
+      key: one key or ``(B,)`` per-example keys; position ``t`` of image ``b`` uses
+        ``fold_in(k_b, t)`` (module docstring).
       shape: ``(B, H, W, C)``.
       num_levels: ``L``, the number of values per entry.
       temperature: ``>= 0``; ``0`` is greedy decoding.
       top_k: keep only the ``k`` most likely values per position (None: all).
       top_p: nucleus sampling threshold in ``(0, 1]`` (None: no nucleus filter).
 
-    Costs ``H W C`` calls of ``logits_fn`` (see the module docstring). Jittable with
-    ``logits_fn``, ``shape`` and the options static.
+    Returns:
+      ``SamplerOutput(levels (B, H, W, C) int32, nfe=H W C)``: one ``logits_fn`` call per
+      position (see the module docstring). Jittable with ``logits_fn``, ``shape`` and the
+      options static.
     """
     _check_filters(temperature, top_k, top_p)
-    shape = tuple(shape)
-    if len(shape) != 4 or any(int(s) != s or s < 1 for s in shape):
+    shape = check_sample_shape(shape)
+    if len(shape) != 4:
         raise ValueError(f"shape must be (B, H, W, C) positive ints, got {shape!r}.")
-    if int(num_levels) != num_levels or num_levels < 2:
-        raise ValueError(f"num_levels must be an integer >= 2, got {num_levels!r}.")
+    num_levels = check_num_levels(num_levels)
     batch = shape[0]
     num_dims = math.prod(shape[1:])
+    keys = as_example_keys(key, batch)
+
+    def draw(t: jax.Array, logits: jax.Array) -> jax.Array:
+        def one(k, row):
+            return jax.random.categorical(jax.random.fold_in(k, t), row)
+
+        return jax.vmap(one)(keys, logits)
 
     def body(t: jax.Array, x: jax.Array) -> jax.Array:
         logits = logits_fn(x)
@@ -106,12 +124,13 @@ def sample_image(
             value = jnp.argmax(current, axis=-1)
         else:
             current = filter_logits(current, temperature=temperature, top_k=top_k, top_p=top_p)
-            value = jax.random.categorical(jax.random.fold_in(key, t), current, axis=-1)
+            value = draw(t, current)
         flat = x.reshape(batch, num_dims)
         flat = jax.lax.dynamic_update_index_in_dim(flat, value.astype(x.dtype), t, axis=1)
         return flat.reshape(shape)
 
-    return jax.lax.fori_loop(0, num_dims, body, jnp.zeros(shape, jnp.int32))
+    levels = jax.lax.fori_loop(0, num_dims, body, jnp.zeros(shape, jnp.int32))
+    return SamplerOutput(levels, num_dims)
 
 
 def image_log_prob(logits: jax.Array, x: jax.Array) -> jax.Array:
@@ -145,7 +164,6 @@ def image_log_prob(logits: jax.Array, x: jax.Array) -> jax.Array:
 
 
 def bits_per_dim(log_prob: jax.Array, num_dims: int) -> jax.Array:
-    """``-log_prob / (num_dims log 2)``: a log-likelihood in nats -> bits per dimension."""
-    if int(num_dims) != num_dims or num_dims < 1:
-        raise ValueError(f"num_dims must be a positive integer, got {num_dims!r}.")
-    return nats_to_bits_per_dim(-jnp.asarray(log_prob), num_dims)
+    """``-log_prob / (num_dims log 2)``: a **log**-likelihood in nats -> bits per dimension
+    (:func:`jaxgen.core.bits_per_dim` of ``-log_prob``; that one takes the negative)."""
+    return units.bits_per_dim(-jnp.asarray(log_prob), num_dims)

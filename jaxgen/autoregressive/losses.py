@@ -21,11 +21,11 @@ level ``k`` in ``0..16`` being token ``k`` (``V = 17``, ``bos = 17``); text is U
     nll[b] = - sum_t m[b, t] log softmax(logits[b, t])[x[b, t]],   n[b] = sum_t m[b, t],
 
 the maximum-likelihood objective of the chain-rule factorisation (Bengio et al. 2003,
-sec. 1). :func:`token_cross_entropy` returns ``(nll, n)``.
-``bits_per_token = nll / (n log 2)``; a corpus figure is ``bits_per_token(nll.sum(),
-n.sum())``. For images :func:`bits_per_dim` (``nats / (D log 2)``, ``D = H W C``) is the
-same conversion as in :mod:`jaxgen.diffusion.variational_bound`, re-exported here. Both are
-exact discrete log-likelihoods: a digit model scores ``-log2 P(levels)`` per pixel.
+sec. 1). :func:`token_cross_entropy` returns ``(nll, terms)`` with the terms
+``num_tokens = n`` and ``bits_per_token = nll / (n log 2)``; a corpus figure is
+``bits_per_token(nll.sum(), n.sum())``. For images :func:`bits_per_dim` (``nats / (D log
+2)``, ``D = H W C``) is :func:`jaxgen.core.bits_per_dim`, re-exported here. Both are exact
+discrete log-likelihoods: a digit model scores ``-log2 P(levels)`` per pixel.
 
 References:
   Bengio, Ducharme, Vincent, Jauvin. A Neural Probabilistic Language Model. JMLR 2003.
@@ -33,13 +33,11 @@ References:
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen.diffusion.variational_bound import bits_per_dim
+from jaxgen.core.units import bits_per_dim
 
 __all__ = [
     "bits_per_dim",
@@ -79,8 +77,8 @@ def shift_right(tokens: jax.Array, *, bos: int) -> jax.Array:
 
 def token_cross_entropy(
     logits: jax.Array, targets: jax.Array, *, mask: jax.Array | None = None
-) -> tuple[jax.Array, jax.Array]:
-    """Per-example summed negative log-likelihood in nats, and the number of scored tokens.
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Per-example summed negative log-likelihood in nats, and its terms.
 
     Args:
       logits: ``(B, T, V)`` unnormalised log-probabilities; ``logits[:, t]`` scores
@@ -89,9 +87,10 @@ def token_cross_entropy(
       mask: optional ``(B, T)`` weights (bool or 0/1 floats); 0 drops a position.
 
     Returns:
-      ``(nll, num_tokens)``, both ``(B,)`` in the float dtype of ``logits`` (at least
-      float32): ``nll[b] = -sum_t mask[b, t] log p(targets[b, t])``,
-      ``num_tokens[b] = sum_t mask[b, t]`` (``T`` without a mask).
+      ``(nll, terms)``, all ``(B,)`` in the float dtype of ``logits`` (at least float32):
+      ``nll[b] = -sum_t mask[b, t] log p(targets[b, t])``; terms ``num_tokens[b] =
+      sum_t mask[b, t]`` (``T`` without a mask) and ``bits_per_token = nll / (num_tokens
+      log 2)`` (0 for an example with no scored token).
     """
     logits = jnp.asarray(logits)
     targets = check_tokens(targets, name="targets")
@@ -116,9 +115,14 @@ def token_cross_entropy(
         if mask.shape != targets.shape:
             raise ValueError(f"mask must have shape {targets.shape}, got {mask.shape}.")
         weights = mask.astype(dtype)
-    return -jnp.sum(weights * picked, axis=1), jnp.sum(weights, axis=1)
+    nll = -jnp.sum(weights * picked, axis=1)
+    count = jnp.sum(weights, axis=1)
+    scored = count > 0
+    bits = jnp.where(scored, bits_per_token(nll, jnp.where(scored, count, 1.0)), 0.0)
+    return nll, {"num_tokens": count, "bits_per_token": bits}
 
 
 def bits_per_token(nats: jax.Array, num_tokens: jax.Array) -> jax.Array:
-    """``nats / (num_tokens log 2)``, elementwise (per example, or totals for a corpus)."""
-    return jnp.asarray(nats) / (jnp.asarray(num_tokens) * math.log(2.0))
+    """``nats / (num_tokens log 2)``, elementwise (per example, or totals for a corpus):
+    :func:`jaxgen.core.bits_per_dim` of the nats per token."""
+    return bits_per_dim(jnp.asarray(nats) / jnp.asarray(num_tokens), 1)

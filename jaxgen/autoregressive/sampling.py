@@ -21,11 +21,16 @@ renormalised by the softmax of the sampler:
 
 **Sampling.** Both samplers follow the shift convention of
 :mod:`jaxgen.autoregressive.losses`: the input at position 0 is ``bos`` and the input at
-position ``t > 0`` is the token drawn at ``t - 1``; the draw at position ``t`` uses the key
-``fold_in(key, t)`` and one call ``jax.random.categorical(key_t, filtered_logits_t)`` for the
-whole batch. Two samplers that compute the same logits for the same batch size therefore
-draw the same tokens (the noise depends on the ``(B, V)`` shape, so a row of a batch of 8
-is not the same draw as that row in a batch of 4):
+position ``t > 0`` is the token drawn at ``t - 1``. They take the size as ``shape = (B,
+length)`` and return :class:`jaxgen.core.SamplerOutput` with ``nfe = length`` (one model
+step per token, cached or not). **Per-example keys**: ``key`` is one key (example ``b``
+uses ``k_b = fold_in(key, b)``, :func:`jaxgen.core.example_keys`) or a ``(B,)`` batch of
+per-example keys ``k_b``; the token of example ``b`` at position ``t`` is
+``jax.random.categorical(fold_in(k_b, t), filtered_logits[b, t])``, drawn from that
+example's key alone. So the ``i``-th sequence of a seed is the same at any batch size or
+device count (up to the model computing the same logits per row), the first ``n`` tokens
+do not depend on ``length``, and two samplers that compute the same logits draw the same
+tokens:
 
 * :func:`sample_sequence` scans ``step_fn(carry, token, position) -> (carry, logits (B, V))``
   over ``t = 0..length-1`` (an RNN's ``step``, a transformer's ``decode_step``): O(1)
@@ -49,6 +54,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxgen.autoregressive.losses import shift_right
+from jaxgen.core.sampling import SamplerOutput, as_example_keys
+from jaxgen.core.validation import check_sample_shape
 
 __all__ = ["filter_logits", "sample_sequence", "sample_sequence_uncached"]
 
@@ -104,102 +111,112 @@ def filter_logits(
     return logits
 
 
-def _draw(key: jax.Array, position: jax.Array, logits: jax.Array, options: dict) -> jax.Array:
-    """Tokens (B,) int32 for one position, with the key ``fold_in(key, position)``."""
+def _draw(keys: jax.Array, position: jax.Array, logits: jax.Array, options: dict) -> jax.Array:
+    """Tokens (B,) int32 for one position: example ``b`` draws with ``fold_in(keys[b],
+    position)`` from its own filtered logits."""
     filtered = filter_logits(logits, **options)
-    return jax.random.categorical(jax.random.fold_in(key, position), filtered, axis=-1).astype(
-        jnp.int32
-    )
+
+    def one(key, row):
+        return jax.random.categorical(jax.random.fold_in(key, position), row)
+
+    return jax.vmap(one)(keys, filtered).astype(jnp.int32)
 
 
-def _check_run(length: int, bos: int) -> None:
-    if int(length) != length or length < 1:
-        raise ValueError(f"length must be an integer >= 1, got {length!r}.")
+def _check_run(shape, bos: int) -> tuple[int, int]:
+    shape = check_sample_shape(shape)
+    if len(shape) != 2:
+        raise ValueError(f"shape must be (B, length) for token sequences, got {shape!r}.")
     if int(bos) != bos or bos < 0:
         raise ValueError(f"bos must be a non-negative integer, got {bos!r}.")
+    return shape
 
 
-def _batch_of(carry: Any) -> int:
+def _check_carry(carry: Any, batch: int) -> None:
     sizes = {leaf.shape[0] for leaf in jax.tree.leaves(carry) if jnp.ndim(leaf) >= 1}
-    if len(sizes) != 1:
+    if sizes - {batch}:
         raise ValueError(
-            "cannot infer the batch size from init_carry (leading axes "
-            f"{sorted(sizes)}); pass batch=."
+            f"init_carry's arrays must have the batch size {batch} (shape[0]) as leading "
+            f"axis, got leading axes {sorted(sizes)}."
         )
-    return sizes.pop()
 
 
 def sample_sequence(
     step_fn: StepFn,
     init_carry: Any,
     key: jax.Array,
+    shape: tuple[int, int],
     *,
-    length: int,
     bos: int,
-    batch: int | None = None,
     temperature: float | jax.Array = 1.0,
     top_k: int | None = None,
     top_p: float | jax.Array | None = None,
-) -> jax.Array:
+) -> SamplerOutput:
     """Draw ``(B, length)`` int32 tokens with an incremental ``step_fn`` in one ``lax.scan``.
 
     Args:
       step_fn: ``(carry, token (B,) int32, position () int32) -> (carry, logits (B, V))``,
         the logits for position ``t`` given the input token at ``t`` (``bos`` at ``t = 0``).
-      init_carry: the model state before position 0 (RNN zero state, empty KV cache).
-      key: PRNG key; position ``t`` uses ``fold_in(key, t)``.
-      length: number of tokens to draw.
+      init_carry: the model state of the ``B`` examples before position 0 (RNN zero state,
+        empty KV cache); its arrays have ``B`` as leading axis.
+      key: one key or ``(B,)`` per-example keys (module docstring).
+      shape: ``(B, length)``, the batch and the number of tokens to draw.
       bos: start token fed at position 0.
-      batch: batch size ``B``; by default the common leading axis of ``init_carry``'s leaves.
       temperature, top_k, top_p: see :func:`filter_logits`.
+
+    Returns:
+      ``SamplerOutput(tokens (B, length) int32, nfe=length)`` (one ``step_fn`` call per
+      token).
     """
-    _check_run(length, bos)
+    batch, length = _check_run(shape, bos)
     options = {"temperature": temperature, "top_k": top_k, "top_p": top_p}
     _check_options(**options)
-    batch = _batch_of(init_carry) if batch is None else batch
+    _check_carry(init_carry, batch)
+    keys = as_example_keys(key, batch)
 
     def body(state, position):
         carry, token = state
         carry, logits = step_fn(carry, token, position)
-        token = _draw(key, position, logits, options)
+        token = _draw(keys, position, logits, options)
         return (carry, token), token
 
     first = jnp.full((batch,), bos, jnp.int32)
     _, tokens = jax.lax.scan(body, (init_carry, first), jnp.arange(length, dtype=jnp.int32))
-    return tokens.T
+    return SamplerOutput(tokens.T, length)
 
 
 def sample_sequence_uncached(
     logits_fn: LogitsFn,
     key: jax.Array,
+    shape: tuple[int, int],
     *,
-    batch: int,
-    length: int,
     bos: int,
     temperature: float | jax.Array = 1.0,
     top_k: int | None = None,
     top_p: float | jax.Array | None = None,
-) -> jax.Array:
+) -> SamplerOutput:
     """Draw ``(B, length)`` int32 tokens, re-running a causal ``logits_fn`` on the whole
     prefix at every position (same keys as :func:`sample_sequence`).
 
     Args:
       logits_fn: ``inputs (B, length) int32 -> logits (B, length, V)``, causal: the logits
         at ``t`` depend on ``inputs[:, :t + 1]`` only.
-      key, batch, length, bos, temperature, top_k, top_p: as in :func:`sample_sequence`.
+      key, shape, bos, temperature, top_k, top_p: as in :func:`sample_sequence`.
+
+    Returns:
+      ``SamplerOutput(tokens (B, length) int32, nfe=length)`` (one ``logits_fn`` call per
+      token).
     """
-    _check_run(length, bos)
-    if int(batch) != batch or batch < 1:
-        raise ValueError(f"batch must be an integer >= 1, got {batch!r}.")
+    batch, length = _check_run(shape, bos)
     options = {"temperature": temperature, "top_k": top_k, "top_p": top_p}
     _check_options(**options)
+    keys = as_example_keys(key, batch)
 
     def body(tokens, position):
         logits = logits_fn(shift_right(tokens, bos=bos))
         logits = jax.lax.dynamic_index_in_dim(logits, position, axis=1, keepdims=False)
-        token = _draw(key, position, logits, options)
+        token = _draw(keys, position, logits, options)
         return jax.lax.dynamic_update_index_in_dim(tokens, token, position, axis=1), None
 
     placeholder = jnp.full((batch, length), bos, jnp.int32)  # positions > t: ignored
     tokens, _ = jax.lax.scan(body, placeholder, jnp.arange(length, dtype=jnp.int32))
-    return tokens
+    return SamplerOutput(tokens, length)

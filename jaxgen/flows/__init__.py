@@ -12,9 +12,15 @@ and inverses that return the log-determinant of the inverse map.
   discrete bits/dim in the same unit as every other jaxgen family.
 * ``multiscale``: factoring out half the channels, latent (un)flattening, the standard and
   learned (conditional) Gaussian base densities.
+* ``objective``: the flows' objective as pure functions of the bijection
+  ``forward_fn(x) -> (z, log_det)``: ``flow_log_prob`` (change of variables) and
+  ``flow_nll`` (the dequantized discrete negative log-likelihood in nats, with its terms
+  and bits/dim).
+* ``sampling``: ``sample(inverse_fn, key, shape, *, temperature)``, one inverse pass of
+  per-example base noise, returning ``jaxgen.core.SamplerOutput``.
 
 The networks (RealNVP, Glow, a 2-D RealNVP) are Flax NNX modules in
-``jaxgen.nets.flow_nets``.
+``jaxgen.nets.flow_nets``; they hold the bijection only (``forward`` / ``inverse``).
 """
 
 from jaxgen.flows import (
@@ -22,7 +28,9 @@ from jaxgen.flows import (
     coupling,
     invertible_conv,
     multiscale,
+    objective,
     preprocessing,
+    sampling,
     squeezing,
 )
 from jaxgen.flows.actnorm import actnorm_data_init, actnorm_forward, actnorm_inverse
@@ -51,6 +59,7 @@ from jaxgen.flows.multiscale import (
     standard_normal_log_prob,
     unflatten_latents,
 )
+from jaxgen.flows.objective import flow_log_prob, flow_nll
 from jaxgen.flows.preprocessing import (
     bits_per_dim,
     discrete_log_prob_bound,
@@ -61,6 +70,7 @@ from jaxgen.flows.preprocessing import (
     uniform_dequantize,
     unit_to_levels,
 )
+from jaxgen.flows.sampling import sample
 from jaxgen.flows.squeezing import squeeze, unsqueeze
 
 __all__ = [
@@ -82,6 +92,8 @@ __all__ = [
     "coupling_log_scale",
     "discrete_log_prob_bound",
     "flatten_latents",
+    "flow_log_prob",
+    "flow_nll",
     "gaussian_log_prob",
     "images_to_levels",
     "invertible_conv",
@@ -93,7 +105,10 @@ __all__ = [
     "lu_init",
     "lu_weight",
     "multiscale",
+    "objective",
     "preprocessing",
+    "sample",
+    "sampling",
     "split_channels",
     "squeeze",
     "squeezing",

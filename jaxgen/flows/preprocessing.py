@@ -20,13 +20,15 @@ the discrete model's bits/dim in expectation.
 *Same unit as the rest of jaxgen.* The VAEs' Gaussian decoders
 (``jaxgen.recipes.decoder_likelihood``) dequantize in the ``[-1, 1]`` coordinates,
 ``x~ = x + w (u - 1/2)`` with the bin width ``w = 2 / (L - 1)``, and add ``D log w``
-(``jaxgen.sde.likelihood.dequantization_offset``). With the same ``u``,
+(``jaxgen.core.dequantization_offset``, ``grid="centered"``). With the same ``u``,
 ``y = (x~ + 1 + w / 2) / (L w) = (k + u) / L`` exactly, an affine change of coordinates
 with ``log |dy/dx~| = -D log(L w)``, so for the same model ``log p~(x~) + D log w =
 log p(y) - D log(L w) + D log w = log p(y) - D log L``: both bound the same
 ``log P(k)`` and report the same discrete bits/dim (the tests check it). For the digits,
 ``-D log L = -64 log 17``; a model uniform over the 17 levels scores ``log2 17 = 4.09``
-bits/dim.
+bits/dim. The levels, the offset (``jaxgen.core.dequantization_offset(L, D, grid="unit")
+= -D log L``) and the nats -> bits/dim conversion are :mod:`jaxgen.core`'s; this module
+re-exports the level maps and keeps the flow-facing signatures.
 
 **Logit** (Dinh et al. 2017, RealNVP, sec. 4.1): a bijection from ``(0, 1)`` to the real
 line, away from the boundary by ``alpha`` (RealNVP: ``alpha = 0.05``)::
@@ -53,6 +55,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgen.core import units
+from jaxgen.core.levels import images_to_levels, levels_to_images
+from jaxgen.core.validation import check_num_levels, check_positive_int, check_range, is_concrete
+
 __all__ = [
     "bits_per_dim",
     "discrete_log_prob_bound",
@@ -65,30 +71,12 @@ __all__ = [
 ]
 
 
-def images_to_levels(x: jax.Array, *, num_levels: int) -> jax.Array:
-    """Integer levels ``k`` (int32) of images ``x = 2 k / (L - 1) - 1`` in ``[-1, 1]``."""
-    _check_num_levels(num_levels)
-    x = jnp.asarray(x)
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise ValueError(f"images must be floats in [-1, 1], got {x.dtype}")
-    _check_range(x, -1.0, 1.0, "images")
-    k = jnp.round((x + 1.0) * (0.5 * (num_levels - 1)))
-    return jnp.clip(k, 0, num_levels - 1).astype(jnp.int32)
-
-
-def levels_to_images(levels: jax.Array, *, num_levels: int, dtype=jnp.float32) -> jax.Array:
-    """Images ``2 k / (L - 1) - 1`` in ``[-1, 1]`` from integer levels ``k``."""
-    _check_num_levels(num_levels)
-    levels = _check_levels(levels, num_levels)
-    return levels.astype(dtype) * (2.0 / (num_levels - 1)) - 1.0
-
-
 def uniform_dequantize(
     x_levels: jax.Array, key: jax.Array, *, num_levels: int, dtype=jnp.float32
 ) -> jax.Array:
     """``(k + u) / L`` in ``[0, 1)`` with ``u ~ U[0, 1)`` drawn as
     ``jax.random.uniform(key, k.shape, dtype)`` (the draw the VAE recipes use)."""
-    _check_num_levels(num_levels)
+    num_levels = check_num_levels(num_levels)
     levels = _check_levels(x_levels, num_levels)
     u = jax.random.uniform(key, levels.shape, dtype)
     return (levels.astype(dtype) + u) / num_levels
@@ -97,7 +85,7 @@ def uniform_dequantize(
 def unit_to_levels(y: jax.Array, *, num_levels: int) -> jax.Array:
     """The level whose bin holds ``y``: ``clip(floor(L y), 0, L - 1)`` (int32); values
     outside ``[0, 1]`` (a flow's samples may leave it) go to the edge levels."""
-    _check_num_levels(num_levels)
+    num_levels = check_num_levels(num_levels)
     y = jnp.asarray(y)
     return jnp.clip(jnp.floor(y * num_levels), 0, num_levels - 1).astype(jnp.int32)
 
@@ -127,39 +115,27 @@ def discrete_log_prob_bound(
 ) -> jax.Array:
     """``log p(y) - D log L`` (nats): a lower bound on ``log P(k)`` in expectation over the
     dequantization (module doc), for ``log p`` the density of ``y = (k + u) / L`` on
-    ``[0, 1]^D``. ``num_levels=None``: continuous data, returned unchanged."""
-    _check_num_dims(num_dims)
-    log_prob = jnp.asarray(log_prob_continuous)
-    if num_levels is None:
-        return log_prob
-    _check_num_levels(num_levels)
-    return log_prob - num_dims * math.log(num_levels)
+    ``[0, 1]^D``. ``num_levels=None``: continuous data, returned unchanged.
+
+    The offset is ``jaxgen.core.dequantization_offset(L, D, grid="unit") = D log(1 / L)``."""
+    num_dims = check_positive_int(num_dims, "num_dims")
+    if num_levels is not None:
+        check_num_levels(num_levels)
+    offset = units.dequantization_offset(num_levels, num_dims, grid="unit")
+    return jnp.asarray(log_prob_continuous) + offset
 
 
 def bits_per_dim(
     log_prob_continuous: jax.Array, *, num_dims: int, num_levels: int | None
 ) -> jax.Array:
     """``-(log p(y) - D log L) / (D ln 2)``: discrete bits/dim of a density fitted to
-    ``y = (k + u) / L`` on ``[0, 1]^D`` (``num_levels=None``: continuous, no offset)."""
+    ``y = (k + u) / L`` on ``[0, 1]^D`` (``num_levels=None``: continuous, no offset);
+    :func:`jaxgen.core.bits_per_dim` of the negated bound."""
     bound = discrete_log_prob_bound(log_prob_continuous, num_dims=num_dims, num_levels=num_levels)
-    return -bound / (num_dims * math.log(2.0))
+    return units.bits_per_dim(-bound, num_dims)
 
 
 # ----------------------------------------------------------------------------- checks
-
-
-def _check_num_levels(num_levels: int) -> None:
-    if (
-        isinstance(num_levels, bool)
-        or not isinstance(num_levels, (int, np.integer))
-        or (num_levels < 2)
-    ):
-        raise ValueError(f"num_levels must be an integer >= 2, got {num_levels!r}")
-
-
-def _check_num_dims(num_dims: int) -> None:
-    if isinstance(num_dims, bool) or not isinstance(num_dims, (int, np.integer)) or num_dims < 1:
-        raise ValueError(f"num_dims must be an integer >= 1, got {num_dims!r}")
 
 
 def _check_alpha(alpha: float) -> None:
@@ -175,23 +151,14 @@ def _check_float(x: jax.Array, name: str) -> jax.Array:
 
 
 def _check_levels(levels: jax.Array, num_levels: int) -> jax.Array:
+    """Concrete levels must be whole numbers in ``0 .. L - 1`` (unchecked under ``jit``)."""
     levels = jnp.asarray(levels)
-    if not isinstance(levels, jax.core.Tracer):
+    if is_concrete(levels) and levels.size:
         values = np.asarray(levels)
         if np.any(values != np.round(values)):
-            raise ValueError("levels must be whole numbers 0..num_levels-1")
-        _check_range(values, 0, num_levels - 1, "levels")
+            raise ValueError(f"levels must be whole numbers 0..{num_levels - 1}")
+        check_range(values, 0, num_levels - 1, "levels")
     return levels
-
-
-def _check_range(x, low, high, what: str) -> None:
-    if isinstance(x, jax.core.Tracer) or np.size(x) == 0:
-        return
-    values = np.asarray(x)
-    if values.min() < low - 1e-6 or values.max() > high + 1e-6:
-        raise ValueError(
-            f"{what} must lie in [{low}, {high}], got values in [{values.min()}, {values.max()}]"
-        )
 
 
 def _sum_event(values: jax.Array) -> jax.Array:

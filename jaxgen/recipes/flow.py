@@ -1,42 +1,40 @@
 """Normalizing flows as a recipe: RealNVP (Dinh et al. 2017), Glow (Kingma and Dhariwal
 2018) on images and a RealNVP on 2-D data, trained by exact maximum likelihood.
 
+The objective is the pure :func:`jaxgen.flows.flow_nll` of the network's bijection (for
+Glow the map to the standardized latent, so its learned prior is part of the density).
 Images with ``L`` discrete levels are dequantized uniformly, ``y = (k + u) / L`` with
-``u ~ U[0, 1)^D`` (``jaxgen.flows.preprocessing``), and the per-example loss is the
-negative of the discrete bound ``log P(k) >= E_u[log p(y)] - D log L`` (Theis et al. 2016)
-in nats, so the test bits/dim are in the same discrete unit as DDPM's bound and the other
-families' likelihoods. 2-D data are continuous: the loss is ``-log p(x)`` in nats.
+``u ~ U[0, 1)^D``, and the per-example loss is the negative of the discrete bound
+``log P(k) >= E_u[log p(y)] - D log L`` (Theis et al. 2016) in nats, so the test bits/dim
+are in the same discrete unit as DDPM's bound and the other families' likelihoods. 2-D
+data are continuous: the loss is ``-log p(x)`` in nats.
 
-Glow's ActNorm layers take a data-dependent initialization (Glow sec. 3.1): ``init_params``
-pushes the first ``model.data_init_size`` training examples (dequantized with a fixed key)
-through the flow and sets each layer so that its output has zero mean and unit variance
-per channel; under the engine's jitted, sharded init the statistics are those of that
-whole global batch. Samples use a temperature (``model.sample_temperature``; Glow's
-reduced-temperature sampling, ``z ~ N(0, T^2 I)``).
+Glow's ActNorm layers take a data-dependent initialization (Glow sec. 3.1): the recipe
+declares ``init_batch_size = model.data_init_size`` and ``init_params(key, init_batch)``
+pushes those training examples (passed in by the run floor as an argument of the jitted
+init, dequantized with a fixed key) through the flow, setting each layer so that its
+output has zero mean and unit variance per channel; under the engine's jitted, sharded
+init the statistics are those of that whole global batch. Samples are
+:func:`jaxgen.flows.sample` (one inverse pass, per-example noise) with a temperature
+(``model.sample_temperature`` or ``sample(temperature=...)``; Glow's reduced-temperature
+sampling, ``z ~ N(0, T^2 I)``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgen import core, flows
 from jaxgen.config import ConfigError
-from jaxgen.flows.preprocessing import (
-    discrete_log_prob_bound,
-    images_to_levels,
-    levels_to_images,
-    uniform_dequantize,
-    unit_to_levels,
-)
 from jaxgen.nets.flow_nets import Glow, RealNVP, RealNVP2D, data_init_params
 from jaxgen.recipes.base import Recipe, check_choice, evaluate_in_chunks, nll_summary
 from jaxgen.recipes.modules import ModuleSet
-from jaxgen.recipes.registry import register
 
 ARCHITECTURES = ("realnvp", "glow", "realnvp2d")
 
@@ -47,8 +45,10 @@ class FlowConfig:
 
     ``num_scales``: RealNVP's scales or Glow's levels; ``num_couplings``: RealNVP's
     couplings per scale or Glow's steps per level (and the 2-D flow's couplings);
-    ``hidden`` the 2-D flow's MLP widths. ``eval_dequantization_samples`` dequantization
-    draws per test image are averaged in ``jaxgen eval``.
+    ``hidden`` the 2-D flow's MLP widths. ``data_init_size``: the training examples of
+    Glow's ActNorm initialization. ``eval_dequantization_samples`` dequantization draws per
+    test image are averaged in ``jaxgen eval``. ``sample_temperature`` and
+    ``eval_dequantization_samples`` may change after training.
     """
 
     architecture: str = "realnvp"
@@ -63,12 +63,13 @@ class FlowConfig:
     eval_dequantization_samples: int = 4
 
 
-@register
 class FlowRecipe(Recipe):
     """Exact-likelihood normalizing flows; see the module docstring."""
 
     family = "flow"
     config_class = FlowConfig
+    sample_options = ("temperature",)
+    eval_time_fields = ("sample_temperature", "eval_dequantization_samples")
 
     def setup(self) -> None:
         m: FlowConfig = self.config.model
@@ -87,6 +88,9 @@ class FlowRecipe(Recipe):
                 "model.eval_dequantization_samples and model.data_init_size must be >= 1"
             )
         self.num_dims = int(np.prod(self.data_shape))
+        # Glow's data-dependent ActNorm init needs training examples (set per instance: the
+        # size is a config field).
+        self.init_batch_size = m.data_init_size if m.architecture == "glow" else 0
         if m.architecture == "realnvp":
             factory = lambda rngs: RealNVP(  # noqa: E731
                 self.data_shape,
@@ -116,60 +120,83 @@ class FlowRecipe(Recipe):
 
     # ------------------------------------------------------------------ parameters
 
-    @functools.cache  # noqa: B019  (one recipe per run; read the data once, not per init)
-    def _data_init_batch(self) -> np.ndarray:
-        """The first ``model.data_init_size`` training examples (read once)."""
-        from jaxgen.data.registry import load_dataset
-
-        data = self.config.data
-        train = load_dataset(data.name, "train", data_dir=data.data_dir, download=data.download)
-        n = min(self.config.model.data_init_size, len(train.source))
-        return np.asarray(train.source.get(np.arange(n))[train.data_key], np.float32)
-
-    def init_params(self, key: jax.Array) -> Any:
+    def init_params(self, key: jax.Array, init_batch: Mapping[str, jax.Array] | None = None) -> Any:
+        """Fresh parameters; for Glow with ``init_batch`` (``init_batch_size`` training
+        examples under ``data_key``, an argument of the jitted init) every ActNorm is set
+        from the dequantized batch (fixed dequantization key 0). Without ``init_batch``
+        (shape planning, restoring a checkpoint) ActNorm keeps its identity init."""
         params = self.modules.init(key)
-        if self.config.model.architecture != "glow":
+        if self.config.model.architecture != "glow" or init_batch is None:
             return params
-        y = self.dequantize(jnp.asarray(self._data_init_batch()), jax.random.key(0))
+        y = self.dequantize(jnp.asarray(init_batch[self.data_key]), jax.random.key(0))
         return {"flow": data_init_params(self.modules.graphdefs["flow"], params["flow"], y)}
 
     # ------------------------------------------------------------------ likelihood
 
     def dequantize(self, x: jax.Array, key: jax.Array) -> jax.Array:
-        """Images in [-1, 1] to ``(k + u) / L`` in [0, 1)."""
-        levels = images_to_levels(x, num_levels=self.num_levels)
-        return uniform_dequantize(levels, key, num_levels=self.num_levels)
+        """Images in [-1, 1] to ``(k + u) / L`` in [0, 1) (as inside ``flows.flow_nll``)."""
+        levels = core.images_to_levels(x, num_levels=self.num_levels)
+        return flows.uniform_dequantize(levels, key, num_levels=self.num_levels, dtype=x.dtype)
 
-    def log_prob(self, params: Any, x: jax.Array, key: jax.Array) -> jax.Array:
-        """Per-example ``log p`` in nats: the discrete bound for images (one dequantization
-        draw), the exact density for flat data."""
+    def _glow(self) -> bool:
+        return self.config.model.architecture == "glow"
+
+    def forward_fn(self, params: Any) -> Callable[[jax.Array], tuple[jax.Array, jax.Array]]:
+        """The bijection to the standard normal base: Glow's ``forward_standardized``
+        (its learned prior included), the RealNVPs' ``forward``."""
         flow = self.modules.bind(params, "flow")
-        if self.num_levels is None:
-            return flow.log_prob(x)
-        log_p = flow.log_prob(self.dequantize(x, key))
-        return discrete_log_prob_bound(log_p, num_dims=self.num_dims, num_levels=self.num_levels)
+        return flow.forward_standardized if self._glow() else flow.forward
 
     def loss(self, params, batch, key):
-        log_p = self.log_prob(params, batch[self.data_key], key)
-        terms = {}
-        if self.num_levels is not None:
-            terms["bits_per_dim"] = -log_p / (self.num_dims * jnp.log(2.0))
-        return -log_p, terms
+        """:func:`jaxgen.flows.flow_nll`: ``(nll (B,), {base_log_prob, log_det,
+        bits_per_dim (images)})``."""
+        return flows.flow_nll(
+            self.forward_fn(params), batch[self.data_key], key, num_levels=self.num_levels
+        )
 
     # ------------------------------------------------------------------ sampling, evaluation
 
-    def sample(self, params, key, num_samples):
+    def sample(
+        self,
+        params: Any,
+        key: jax.Array,
+        num_samples: int,
+        *,
+        first_index: int | jax.Array = 0,
+        condition: Mapping[str, jax.Array] | None = None,
+        temperature: float | None = None,
+        **options: Any,
+    ) -> core.SamplerOutput:
+        """``num_samples`` samples, example ``i`` from ``core.example_keys(key, num_samples,
+        start=first_index)[i]`` alone: one inverse pass of ``z ~ N(0, T^2 I)``
+        (``temperature`` default ``model.sample_temperature``); images come back at their
+        levels in [-1, 1] (the bin of ``y``), flat data as drawn."""
+        del condition  # unconditional
+        if options:
+            raise ConfigError(
+                f"sample option(s) {', '.join(sorted(options))} not supported by the flow "
+                f"recipe (its options: {', '.join(self.sample_options)})"
+            )
+        if temperature is None:
+            temperature = self.config.model.sample_temperature
         flow = self.modules.bind(params, "flow")
-        y = flow.sample(key, num_samples, temperature=self.config.model.sample_temperature)
+        inverse = flow.inverse_standardized if self._glow() else flow.inverse
+        keys = core.example_keys(key, num_samples, start=first_index)
+        out = flows.sample(inverse, keys, (num_samples, self.num_dims), temperature=temperature)
         if self.num_levels is None:
-            return y
-        levels = unit_to_levels(y, num_levels=self.num_levels)
-        return levels_to_images(levels, num_levels=self.num_levels)
+            return out
+        levels = flows.unit_to_levels(out.samples, num_levels=self.num_levels)
+        images = core.levels_to_images(levels, num_levels=self.num_levels)
+        return core.SamplerOutput(images, out.nfe)
 
     def _eval_chunk(self, params, data, key):
         draws = self.config.model.eval_dequantization_samples
         keys = jax.random.split(key, draws)
-        return jnp.mean(jax.vmap(lambda k: self.log_prob(params, data, k))(keys), axis=0)
+
+        def log_prob(k):
+            return -flows.flow_nll(self.forward_fn(params), data, k, num_levels=self.num_levels)[0]
+
+        return jnp.mean(jax.vmap(log_prob)(keys), axis=0)
 
     def evaluate(self, params, images, key):
         """Test negative log-likelihood (nats, standard error) and, for images, bits/dim of

@@ -8,26 +8,30 @@ same discrete unit as DDPM's bound and the VAEs' importance-sampled likelihoods.
 ``architecture="pixelcnn"`` is the masked-convolution PixelCNN with residual blocks
 (2016a); ``"gated"`` the gated PixelCNN with vertical and horizontal stacks (van den Oord
 et al. 2016b), optionally class-conditional (``num_classes``). Sampling runs the network
-once per pixel and channel (``jaxgen.autoregressive.image_sampling``), with temperature,
-top-k and top-p (eval-time settings ``model.sample_*``).
+once per pixel and channel (``jaxgen.autoregressive.image_sampling``; ``nfe = H W C``),
+with temperature, top-k and top-p (eval-time settings ``model.sample_*``; the temperature
+also as ``sample(temperature=...)``); example ``i`` of a draw uses its own key
+``core.example_keys(key, n, start=first_index)[i]`` and, for a class-conditional model,
+the label ``(first_index + i) mod num_classes``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgen import core
 from jaxgen.autoregressive.image_sampling import bits_per_dim, image_log_prob, sample_image
 from jaxgen.config import ConfigError
-from jaxgen.flows.preprocessing import images_to_levels, levels_to_images
+from jaxgen.core.levels import images_to_levels, levels_to_images
 from jaxgen.nets.pixelcnn import GatedPixelCNN, PixelCNN
 from jaxgen.recipes.base import Recipe, check_choice, evaluate_in_chunks, nll_summary
 from jaxgen.recipes.modules import ModuleSet
-from jaxgen.recipes.registry import register
 
 ARCHITECTURES = ("pixelcnn", "gated")
 
@@ -47,12 +51,13 @@ class PixelCNNConfig:
     sample_top_p: float | None = None
 
 
-@register
 class PixelCNNRecipe(Recipe):
     """Autoregressive image model with an exact likelihood; see the module docstring."""
 
     family = "pixelcnn"
     config_class = PixelCNNConfig
+    sample_options = ("temperature",)
+    eval_time_fields = ("sample_temperature", "sample_top_k", "sample_top_p")
 
     def setup(self) -> None:
         m: PixelCNNConfig = self.config.model
@@ -79,7 +84,8 @@ class PixelCNNRecipe(Recipe):
             factory = lambda rngs: PixelCNN(self.data_shape, self.num_levels, rngs=rngs, **common)  # noqa: E731
         self.modules = ModuleSet({"model": factory})
 
-    def init_params(self, key: jax.Array) -> Any:
+    def init_params(self, key: jax.Array, init_batch: Mapping[str, jax.Array] | None = None) -> Any:
+        del init_batch  # no data-dependent initialisation
         return self.modules.init(key)
 
     def logits(self, params: Any, levels: jax.Array, labels: jax.Array | None = None):
@@ -101,23 +107,48 @@ class PixelCNNRecipe(Recipe):
         log_prob = image_log_prob(self.logits(params, levels, self._labels(batch)), levels)
         return -log_prob, {"bits_per_dim": bits_per_dim(log_prob, self.num_dims)}
 
-    def sample_labels(self, num_samples: int) -> jax.Array | None:
+    def sample_labels(self, num_samples: int, first_index: int | jax.Array = 0) -> jax.Array | None:
+        """Labels ``(first_index + i) mod num_classes`` of a class-conditional draw (None
+        for an unconditional model)."""
         m: PixelCNNConfig = self.config.model
-        return jnp.arange(num_samples) % m.num_classes if m.num_classes else None
+        if not m.num_classes:
+            return None
+        return (jnp.arange(num_samples) + first_index) % m.num_classes
 
-    def sample(self, params, key, num_samples):
+    def sample(
+        self,
+        params: Any,
+        key: jax.Array,
+        num_samples: int,
+        *,
+        first_index: int | jax.Array = 0,
+        condition: Mapping[str, jax.Array] | None = None,
+        temperature: float | None = None,
+        **options: Any,
+    ) -> core.SamplerOutput:
+        """``num_samples`` images in [-1, 1] by ancestral sampling (``nfe = H W C``);
+        ``temperature`` defaults to ``model.sample_temperature``, top-k / top-p are the
+        model config's."""
+        del condition  # labels come from the example index
+        if options:
+            raise ConfigError(
+                f"sample option(s) {', '.join(sorted(options))} not supported by the pixelcnn "
+                f"recipe (its options: {', '.join(self.sample_options)})"
+            )
         m: PixelCNNConfig = self.config.model
-        labels = self.sample_labels(num_samples)
-        levels = sample_image(
+        labels = self.sample_labels(num_samples, first_index)
+        out = sample_image(
             lambda x: self.logits(params, x, labels),
-            key,
+            core.example_keys(key, num_samples, start=first_index),
             (num_samples, *self.data_shape),
             num_levels=self.num_levels,
-            temperature=m.sample_temperature,
+            temperature=m.sample_temperature if temperature is None else temperature,
             top_k=m.sample_top_k,
             top_p=m.sample_top_p,
         )
-        return levels_to_images(levels, num_levels=self.num_levels)
+        return core.SamplerOutput(
+            levels_to_images(out.samples, num_levels=self.num_levels), out.nfe
+        )
 
     def _eval_chunk(self, params, images, key):
         levels = images_to_levels(images, num_levels=self.num_levels)

@@ -33,9 +33,11 @@ negative log-likelihood in nats, ``-sum_t log softmax(logits_t)[x_t]``, logged a
 (:mod:`jaxgen.autoregressive.sampling`; eval-time settings ``model.sample_*``): the
 transformer through its key-value cache (``init_cache`` + ``decode_step``), the RNNs
 through ``step`` (both O(1) network work per token in ``sample_sequence``), the causal
-convolution by re-running on the prefix (``sample_sequence_uncached``). Image data come
-back as images in [-1, 1] of the data shape; token data as ``(N, sample_length)`` int32
-tokens, which :meth:`SequenceModelRecipe.decode_samples` turns into text.
+convolution by re-running on the prefix (``sample_sequence_uncached``); ``nfe`` is one
+network step per token either way, and sequence ``i`` of a draw comes from its own key
+``core.example_keys(key, n, start=first_index)[i]``. Image data come back as images in
+[-1, 1] of the data shape; token data as ``(N, sample_length)`` int32 tokens, which
+:meth:`SequenceModelRecipe.decode_samples` turns into text.
 
 References:
   Bengio, Ducharme, Vincent, Jauvin. A Neural Probabilistic Language Model. JMLR 2003.
@@ -49,23 +51,24 @@ References:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen.autoregressive.losses import bits_per_token, shift_right, token_cross_entropy
+from jaxgen import core
+from jaxgen.autoregressive.losses import shift_right, token_cross_entropy
 from jaxgen.autoregressive.sampling import sample_sequence, sample_sequence_uncached
 from jaxgen.config import ConfigError
+from jaxgen.core.levels import images_to_levels, levels_to_images
 from jaxgen.data import text
-from jaxgen.flows.preprocessing import images_to_levels, levels_to_images
 from jaxgen.nets.causal_conv import CausalConvNet
 from jaxgen.nets.rnn import RNNLM
 from jaxgen.nets.transformer import CausalTransformer
 from jaxgen.recipes.base import Recipe, check_choice, evaluate_in_chunks, nll_summary
 from jaxgen.recipes.modules import ModuleSet
-from jaxgen.recipes.registry import register
 
 ARCHITECTURES = ("transformer", "lstm", "gru", "causal_conv")
 TOKEN_KEY = "tokens"
@@ -93,12 +96,13 @@ class SequenceModelConfig:
     sample_length: int | None = None
 
 
-@register
 class SequenceModelRecipe(Recipe):
     """Autoregressive token model with an exact likelihood; see the module docstring."""
 
     family = "sequence_model"
     config_class = SequenceModelConfig
+    sample_options = ("temperature",)
+    eval_time_fields = ("sample_temperature", "sample_top_k", "sample_top_p", "sample_length")
 
     def setup(self) -> None:
         m: SequenceModelConfig = self.config.model
@@ -169,7 +173,8 @@ class SequenceModelRecipe(Recipe):
             )
         return int(m.sample_length)
 
-    def init_params(self, key: jax.Array) -> Any:
+    def init_params(self, key: jax.Array, init_batch: Mapping[str, jax.Array] | None = None) -> Any:
+        del init_batch  # no data-dependent initialisation
         return self.modules.init(key)
 
     # ------------------------------------------------------------------ data <-> tokens
@@ -212,11 +217,13 @@ class SequenceModelRecipe(Recipe):
         return -nll
 
     def loss(self, params, batch, key):
+        """:func:`jaxgen.autoregressive.token_cross_entropy` of the shifted tokens: ``(nll,
+        {bits_per_token})``."""
         tokens = self.to_tokens(batch[self.data_key])
-        nll, count = token_cross_entropy(
+        nll, terms = token_cross_entropy(
             self.logits(params, shift_right(tokens, bos=self.bos)), tokens
         )
-        return nll, {"bits_per_token": bits_per_token(nll, count)}
+        return nll, {"bits_per_token": terms["bits_per_token"]}
 
     def _eval_chunk(self, params, data, key):
         return self.log_likelihood(params, self.to_tokens(data))
@@ -232,24 +239,52 @@ class SequenceModelRecipe(Recipe):
 
     # ------------------------------------------------------------------ sampling
 
-    def sample_tokens(self, params: Any, key: jax.Array, num_samples: int) -> jax.Array:
-        """(num_samples, sample_length) int32 tokens by ancestral sampling (module docstring)."""
+    def sample_tokens(
+        self,
+        params: Any,
+        key: jax.Array,
+        num_samples: int,
+        *,
+        temperature: float | None = None,
+    ) -> core.SamplerOutput:
+        """``(num_samples, sample_length)`` int32 tokens by ancestral sampling (module
+        docstring); ``key`` is one key or ``(num_samples,)`` per-example keys."""
         m: SequenceModelConfig = self.config.model
         net = self.modules.bind(params, "model")
+        shape = (num_samples, self.sample_length)
         options = dict(
-            length=self.sample_length,
             bos=self.bos,
-            temperature=m.sample_temperature,
+            temperature=m.sample_temperature if temperature is None else temperature,
             top_k=m.sample_top_k,
             top_p=m.sample_top_p,
         )
         if m.architecture == "transformer":
             cache = net.init_cache(num_samples, self.sample_length)
-            return sample_sequence(net.decode_step, cache, key, batch=num_samples, **options)
+            return sample_sequence(net.decode_step, cache, key, shape, **options)
         if m.architecture in ("lstm", "gru"):
-            carry = net.initial_carry(num_samples)
-            return sample_sequence(net.step, carry, key, batch=num_samples, **options)
-        return sample_sequence_uncached(net, key, batch=num_samples, **options)
+            return sample_sequence(net.step, net.initial_carry(num_samples), key, shape, **options)
+        return sample_sequence_uncached(net, key, shape, **options)
 
-    def sample(self, params, key, num_samples):
-        return self.from_tokens(self.sample_tokens(params, key, num_samples))
+    def sample(
+        self,
+        params: Any,
+        key: jax.Array,
+        num_samples: int,
+        *,
+        first_index: int | jax.Array = 0,
+        condition: Mapping[str, jax.Array] | None = None,
+        temperature: float | None = None,
+        **options: Any,
+    ) -> core.SamplerOutput:
+        """``num_samples`` images in [-1, 1] (image data) or token rows (text); sequence
+        ``i`` from ``core.example_keys(key, num_samples, start=first_index)[i]`` alone;
+        ``temperature`` defaults to ``model.sample_temperature``."""
+        del condition  # unconditional
+        if options:
+            raise ConfigError(
+                f"sample option(s) {', '.join(sorted(options))} not supported by the "
+                f"sequence_model recipe (its options: {', '.join(self.sample_options)})"
+            )
+        keys = core.example_keys(key, num_samples, start=first_index)
+        out = self.sample_tokens(params, keys, num_samples, temperature=temperature)
+        return core.SamplerOutput(self.from_tokens(out.samples), out.nfe)

@@ -9,6 +9,8 @@
 * Temperature 0 and top_k = 1 give the argmax chain; temperature 1e-3 too.
 * Sampling a tiny gated PixelCNN reproduces the model's own ``exp(image_log_prob)`` over all
   81 images of a 1 x 2 x 2 grid with 3 levels.
+* Per-example keys: with the same key a batch of 16 is exactly the first 16 images of a
+  batch of 64 (the chain and a gated PixelCNN), and ``nfe`` counts one pass per position.
 Negative controls: a one-pass sampler (every entry drawn from the logits of the empty
 image), the unfiltered chain for filtered samples, a wrong observed level, nats for bits.
 """
@@ -26,6 +28,7 @@ import pytest
 from flax import nnx
 from scipy.special import softmax
 
+from jaxgen import core
 from jaxgen.autoregressive.image_sampling import bits_per_dim, image_log_prob, sample_image
 from jaxgen.nets.pixelcnn import GatedPixelCNN
 from tests.diffusion.stats import bonferroni_z
@@ -122,7 +125,13 @@ def draw_rows(logits, num, seed):
 def sampler(batch, **options):
     first, table = chain_tables()
     fn = chain_logits_fn(first, table)
-    return jax.jit(lambda key: sample_image(fn, key, (batch, *SHAPE), num_levels=LEVELS, **options))
+
+    def draw(key):
+        out = sample_image(fn, key, (batch, *SHAPE), num_levels=LEVELS, **options)
+        assert out.nfe == math.prod(SHAPE)  # one network pass per position
+        return out.samples
+
+    return jax.jit(draw)
 
 
 # ---------------------------------------------------------------------------- log-likelihood
@@ -233,7 +242,9 @@ def test_sampling_a_gated_pixelcnn_reproduces_its_likelihood():
     images = images.reshape(-1, *SHAPE)
     logits, log_probs = jax.jit(lambda x: (lg := logits_fn(x), image_log_prob(lg, x)))(images)
     probs = np.exp(np.asarray(log_probs))
-    draw = jax.jit(lambda key: sample_image(logits_fn, key, (NUM_SAMPLES, *SHAPE), num_levels=3))
+    draw = jax.jit(
+        lambda key: sample_image(logits_fn, key, (NUM_SAMPLES, *SHAPE), num_levels=3).samples
+    )
     samples = np.asarray(draw(jax.random.key(2))).reshape(NUM_SAMPLES, -1)
     index = np.ravel_multi_index(samples.T, (LEVELS,) * 4)  # same order as `images`
     counts = np.bincount(index, minlength=LEVELS**4)
@@ -251,6 +262,35 @@ def test_sampling_a_gated_pixelcnn_reproduces_its_likelihood():
     assert abs(probs.sum() - 1.0) < 1e-5 and NUM_SAMPLES * probs.min() > 20
     assert z < threshold and off == 0
     assert z_bad > 2 * threshold
+
+
+def test_batch_of_16_is_the_first_16_images_of_64():
+    """Exact equality of the integer levels for the chain and a tiny gated PixelCNN."""
+    ctor = lambda: GatedPixelCNN(  # noqa: E731
+        SHAPE, LEVELS, hidden_channels=8, num_layers=2, first_kernel_size=3, rngs=nnx.Rngs(0)
+    )
+    graphdef, abstract = nnx.split(nnx.eval_shape(ctor))
+    rng = np.random.default_rng(4)
+    params = jax.tree.map(
+        lambda leaf: (0.7 * rng.normal(size=leaf.shape)).astype(np.float32),
+        nnx.to_pure_dict(abstract),
+    )
+    key = jax.random.key(9)
+    pixelcnn = jax.jit(
+        lambda k, n: (
+            sample_image(
+                lambda x: nnx.merge(graphdef, params)(x), k, (n, *SHAPE), num_levels=LEVELS
+            ).samples
+        ),
+        static_argnums=1,
+    )
+    for draw in (lambda k, n: sampler(n, top_p=0.9)(k), pixelcnn):
+        small, big = np.asarray(draw(key, 16)), np.asarray(draw(key, 64))
+        np.testing.assert_array_equal(small, big[:16])
+        assert len({row.tobytes() for row in big}) > 4  # control: the images differ
+    # A (B,) slice of per-example keys draws the matching images of the big batch.
+    keys = core.example_keys(key, 64)[16:32]
+    np.testing.assert_array_equal(np.asarray(pixelcnn(keys, 16)), big[16:32])
 
 
 def test_sampler_options_are_validated():

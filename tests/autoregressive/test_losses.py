@@ -1,7 +1,8 @@
 """Token losses (``jaxgen.autoregressive.losses``) against hand-computed references.
 
 * ``token_cross_entropy`` equals ``-sum_t [l_t[x_t] - log sum_v exp l_t[v]]`` written with
-  ``math.exp`` / ``math.log`` loops, with and without a mask (float64).
+  ``math.exp`` / ``math.log`` loops, with and without a mask (float64); its terms are the
+  number of scored tokens and ``bits_per_token``.
 * The shift convention: a bigram (Markov-chain) model scored through ``shift_right`` gives
   exactly ``-log pi(x_0) - sum_t log A[x_{t-1}, x_t]``; scoring the unshifted tokens does not.
 * Uniform logits give ``T log V`` nats, i.e. ``log2 V`` bits per token / per pixel.
@@ -42,13 +43,22 @@ def test_token_cross_entropy_matches_hand_log_softmax(x64):
     targets = rng.integers(0, 7, size=(3, 5))
     mask = (rng.random((3, 5)) < 0.6).astype(np.float64)
 
-    nll, count = token_cross_entropy(jnp.asarray(logits), jnp.asarray(targets))
+    nll, terms = token_cross_entropy(jnp.asarray(logits), jnp.asarray(targets))
+    count = terms["num_tokens"]
+    np.testing.assert_allclose(terms["bits_per_token"], nll / (5 * math.log(2)), rtol=1e-12)
     err = float(np.max(np.abs(np.asarray(nll) - _hand_nll(logits, targets, np.ones((3, 5))))))
     assert err < 1e-12, err
     np.testing.assert_array_equal(np.asarray(count), [5.0, 5.0, 5.0])
 
-    nll_m, count_m = token_cross_entropy(
+    nll_m, terms_m = token_cross_entropy(
         jnp.asarray(logits), jnp.asarray(targets), mask=jnp.asarray(mask > 0)
+    )
+    count_m = terms_m["num_tokens"]
+    scored = mask.sum(1) > 0
+    np.testing.assert_allclose(
+        np.asarray(terms_m["bits_per_token"]),
+        np.where(scored, np.asarray(nll_m) / (np.maximum(mask.sum(1), 1) * math.log(2)), 0.0),
+        rtol=1e-12,
     )
     err_m = float(np.max(np.abs(np.asarray(nll_m) - _hand_nll(logits, targets, mask))))
     print(f"|nll - hand| <= {err:.1e} (no mask), {err_m:.1e} (mask)")
@@ -87,15 +97,18 @@ def test_uniform_model_gives_log2_vocab_bits():
     """Uniform logits over the 17 grey levels: 64 log 17 nats per 8x8 digit, log2 17 bits."""
     logits = jnp.zeros((2, 64, 17))
     targets = jnp.asarray(np.random.default_rng(2).integers(0, 17, size=(2, 64)))
-    nll, count = token_cross_entropy(logits, targets)
+    nll, terms = token_cross_entropy(logits, targets)
+    count = terms["num_tokens"]
     np.testing.assert_allclose(np.asarray(nll), 64 * math.log(17), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(terms["bits_per_token"]), math.log2(17), rtol=1e-6)
     np.testing.assert_allclose(np.asarray(bits_per_token(nll, count)), math.log2(17), rtol=1e-6)
     np.testing.assert_allclose(np.asarray(bits_per_dim(nll, 64)), math.log2(17), rtol=1e-6)
     corpus = bits_per_token(jnp.sum(nll), jnp.sum(count))
     np.testing.assert_allclose(float(corpus), math.log2(17), rtol=1e-6)
     # Negative control: logits peaked on the targets score far fewer bits.
     peaked = 5.0 * jnp.eye(17)[targets]
-    fewer = bits_per_token(*token_cross_entropy(peaked, targets))
+    peaked_nll, peaked_terms = token_cross_entropy(peaked, targets)
+    fewer = bits_per_token(peaked_nll, peaked_terms["num_tokens"])
     assert float(jnp.max(fewer)) < 0.5 * math.log2(17)
 
 

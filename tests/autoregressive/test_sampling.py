@@ -5,8 +5,9 @@
   gives ``softmax(l / tau)`` and tends to the argmax as tau -> 0.
 * Sampling a Markov chain (step function = table lookup) matches the exact joint law of
   whole sequences (chi-square over all V^T sequences), plain and filtered; the cached
-  (``sample_sequence``) and uncached samplers draw identical tokens for one key, and the
-  draw at position t uses ``fold_in(key, t)``.
+  (``sample_sequence``) and uncached samplers draw identical tokens for one key, both
+  count one evaluation per token, and the draw of example b at position t uses
+  ``fold_in(fold_in(key, b), t)``: a batch of 16 is the first 16 rows of a batch of 64.
 Every check has a negative control that fails it.
 """
 
@@ -21,6 +22,7 @@ import numpy as np
 import pytest
 from scipy.stats import chisquare
 
+from jaxgen import core
 from jaxgen.autoregressive.sampling import (
     filter_logits,
     sample_sequence,
@@ -179,13 +181,13 @@ def _chi2_pvalue(counts: np.ndarray, probs: np.ndarray) -> float:
 def test_markov_chain_frequencies_and_cached_equals_uncached(options):
     @jax.jit
     def both(key):
+        shape = (NUM_SAMPLES, LENGTH)
         cached = sample_sequence(
-            _chain_step, jnp.zeros((NUM_SAMPLES,)), key, length=LENGTH, bos=BOS, **options
+            _chain_step, jnp.zeros((NUM_SAMPLES,)), key, shape, bos=BOS, **options
         )
-        uncached = sample_sequence_uncached(
-            _chain_logits, key, batch=NUM_SAMPLES, length=LENGTH, bos=BOS, **options
-        )
-        return cached, uncached
+        uncached = sample_sequence_uncached(_chain_logits, key, shape, bos=BOS, **options)
+        assert cached.nfe == LENGTH and uncached.nfe == LENGTH
+        return cached.samples, uncached.samples
 
     tokens, uncached = (np.asarray(a) for a in both(jax.random.key(0)))
     assert tokens.shape == (NUM_SAMPLES, LENGTH) and tokens.dtype == np.int32
@@ -202,17 +204,24 @@ def test_markov_chain_frequencies_and_cached_equals_uncached(options):
 
 
 def test_position_t_uses_fold_in_key_t():
-    """A prefix-independent model: token t is ``categorical(fold_in(key, t), logits)``."""
+    """A prefix-independent model: token t of example b is
+    ``categorical(fold_in(fold_in(key, b), t), logits[b])``."""
     logits = jnp.array([[0.1, -0.3, 0.9, 0.0]] * 5)
 
     @jax.jit
     def both(key):
         tokens = sample_sequence(
-            lambda c, tok, pos: (c, logits), None, key, batch=5, length=4, bos=4, top_k=3
-        )
+            lambda c, tok, pos: (c, logits), None, key, (5, 4), bos=4, top_k=3
+        ).samples
         filtered = filter_logits(logits, top_k=3)
-        by_hand = [jax.random.categorical(jax.random.fold_in(key, t), filtered) for t in range(4)]
-        return tokens, jnp.stack(by_hand, axis=1)
+        by_hand = [
+            [
+                jax.random.categorical(jax.random.fold_in(jax.random.fold_in(key, b), t), row)
+                for t in range(4)
+            ]
+            for b, row in enumerate(filtered)
+        ]
+        return tokens, jnp.asarray(by_hand)
 
     tokens, by_hand = both(jax.random.key(3))
     np.testing.assert_array_equal(np.asarray(tokens), np.asarray(by_hand))
@@ -231,6 +240,32 @@ def test_bad_options_raise():
         filter_logits(logits, top_p=1.5)
     key = jax.random.key(0)
     with pytest.raises(ValueError, match="batch"):
-        sample_sequence(_chain_step, (jnp.zeros(2), jnp.zeros(3)), key, length=2, bos=BOS)
-    with pytest.raises(ValueError, match="length"):
-        sample_sequence_uncached(_chain_logits, key, batch=2, length=0, bos=BOS)
+        sample_sequence(_chain_step, (jnp.zeros(2), jnp.zeros(3)), key, (2, 2), bos=BOS)
+    with pytest.raises(ValueError, match="shape"):
+        sample_sequence_uncached(_chain_logits, key, (2, 0), bos=BOS)
+    with pytest.raises(ValueError, match=r"\(B, length\)"):
+        sample_sequence_uncached(_chain_logits, key, (2, 3, 1), bos=BOS)
+    with pytest.raises(ValueError, match="per-example keys"):
+        sample_sequence_uncached(_chain_logits, core.example_keys(key, 3), (2, 3), bos=BOS)
+
+
+def test_batch_of_16_is_the_first_16_rows_of_64():
+    """Per-example keys: cached and uncached draws of 16 sequences are the first 16 rows
+    of a draw of 64 with the same key (exactly: tokens), and a (B,) slice of per-example keys
+    draws the matching rows."""
+    key = jax.random.key(11)
+    options = {"temperature": 0.9, "top_p": 0.9}
+
+    def draw(n, keys):
+        cached = sample_sequence(_chain_step, jnp.zeros((n,)), keys, (n, 5), bos=BOS, **options)
+        uncached = sample_sequence_uncached(_chain_logits, keys, (n, 5), bos=BOS, **options)
+        return cached.samples, uncached.samples
+
+    small = [np.asarray(a) for a in jax.jit(lambda k: draw(16, k))(key)]
+    big = [np.asarray(a) for a in jax.jit(lambda k: draw(64, k))(key)]
+    for s, b in zip(small, big, strict=True):
+        np.testing.assert_array_equal(s, b[:16])
+    middle = jax.jit(lambda k: draw(16, k))(core.example_keys(key, 64)[32:48])
+    np.testing.assert_array_equal(np.asarray(middle[0]), big[0][32:48])
+    # Negative control: the rows are not all alike (each example has its own noise).
+    assert len({tuple(row) for row in big[0]}) > 16

@@ -9,8 +9,11 @@ and the learned prior, in x64:
   has log-determinant ``log_det - sum log_s`` (jacfwd, 1e-8) and
   ``log_prob == log N(eps) + that``; negative controls: leaving out the 1x1 convolutions'
   ``H W sum(log_s)`` is off by > 0.5 nat, and the learned prior differs from N(0, I) on ``z``;
-* temperature: samples at ``T = 0.6`` encode to standardized latents with standard deviation
-  ``T`` within Monte Carlo error (negative control: ``T = 1`` samples fail the same test).
+* ``inverse_standardized(forward_standardized(x)) == x`` (1e-10);
+* temperature: samples ``jaxgen.flows.sample(glow.inverse_standardized, ...)`` at ``T = 0.6``
+  encode to standardized latents with standard deviation ``T`` within Monte Carlo error
+  (negative control: ``T = 1`` samples fail the same test), and the encoded latents are
+  the drawn per-example noise ``T eps`` (1e-3, float32).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jaxgen import core, flows
 from jaxgen.flows import standard_normal_log_prob
 from jaxgen.nets.flow_nets import Glow
 from tests.flows.flow_params import random_params
@@ -49,10 +53,13 @@ def test_glow_round_trip_and_log_det(x64):
         eps, eps_log_det = flow.forward_standardized(x)
         ref = per_example_log_abs_det(lambda v: flow.forward(v)[0], x)
         ref_eps = per_example_log_abs_det(lambda v: flow.forward_standardized(v)[0], x)
-        return z, log_det, eps, eps_log_det, flow.inverse(z), ref, ref_eps, flow.log_prob(x)
+        x_std = flow.inverse_standardized(eps)
+        out = z, log_det, eps, eps_log_det, flow.inverse(z), ref, ref_eps, flow.log_prob(x)
+        return out, x_std
 
-    z, log_det, eps, eps_log_det, x_back, ref, ref_eps, log_prob = run(params, x)
+    (z, log_det, eps, eps_log_det, x_back, ref, ref_eps, log_prob), x_std = run(params, x)
     round_trip = float(jnp.max(jnp.abs(x_back - x)))
+    assert float(jnp.max(jnp.abs(x_std - x))) < 1e-10
     err = float(jnp.max(jnp.abs(log_det - ref)))
     err_eps = float(jnp.max(jnp.abs(eps_log_det - ref_eps)))
     print(
@@ -86,8 +93,9 @@ def test_glow_temperature():
     @jax.jit
     def encode_samples(params, key, temperature):
         flow = nnx.merge(graphdef, params)
-        x = flow.sample(key, n, temperature=temperature)
-        return flow.forward_standardized(x)[0]
+        out = flows.sample(flow.inverse_standardized, key, (n, 16), temperature=temperature)
+        assert out.nfe == 1
+        return flow.forward_standardized(out.samples)[0]
 
     def z_score(eps, t):
         values = np.asarray(eps, np.float64).ravel()
@@ -96,6 +104,9 @@ def test_glow_temperature():
 
     eps = encode_samples(params, jax.random.key(0), temperature)
     assert bool(jnp.all(jnp.isfinite(eps)))
+    drawn = temperature * core.sampling.normal(core.example_keys(jax.random.key(0), n), (16,))
+    recovery = float(jnp.max(jnp.abs(eps - drawn)))
+    assert recovery < 1e-3, recovery
     z = z_score(eps, temperature)
     print(f"std of encoded samples at T={temperature}: z-score {z:.2f}")
     assert abs(z) < 4

@@ -4,9 +4,13 @@
 * the recipes' losses are the discrete likelihoods computed by hand from their networks:
   the flow's dequantized bound ``log p((k + u) / L) - D log L`` and the PixelCNN's sum of
   log-softmax values at the observed levels;
-* Glow's data-dependent ActNorm init happens inside ``init_params``: its first step maps
-  the init batch to zero mean and unit variance per channel, also when the init runs
-  jitted over 8 devices;
+* Glow's data-dependent ActNorm init happens inside ``init_params`` from the init batch it
+  is given (``init_batch_size`` examples, an argument of the jitted init, not read from
+  disk): its first step maps that batch to zero mean and unit variance per channel, also
+  when the init runs jitted over 8 devices with the batch sharded; another batch gives
+  other ActNorm parameters without a new trace;
+* samples depend only on the seed and the example's index: 16 flow / PixelCNN samples are
+  the first 16 of 64 for the same key, and ``first_index`` draws the later ones;
 * the 2-D flow trains on the two moons and reports an exact test NLL.
 """
 
@@ -20,11 +24,11 @@ import numpy as np
 import pytest
 
 from jaxgen.config import ConfigError, apply_overrides, load_experiment
+from jaxgen.core import SamplerOutput
 from jaxgen.data.digits import load_digits
 from jaxgen.engine import sharding
-from jaxgen.engine.inference import evaluate_run, load_run
-from jaxgen.engine.trainer import build_recipe, load_train_dataset, train
-from jaxgen.flows import actnorm_forward, images_to_levels, uniform_dequantize
+from jaxgen.flows import actnorm_forward, images_to_levels, squeeze, uniform_dequantize
+from jaxgen.run import build_recipe, evaluate_run, load_run, load_train_dataset, train
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -82,6 +86,9 @@ def test_flow_loss_is_the_dequantized_discrete_bound(name):
     y = uniform_dequantize(images_to_levels(x, num_levels=17), key, num_levels=17)
     by_hand = -(recipe.modules.bind(params, "flow").log_prob(y) - 64 * np.log(17.0))
     np.testing.assert_allclose(loss, by_hand, rtol=1e-5)
+    np.testing.assert_allclose(
+        terms["base_log_prob"] + terms["log_det"], 64 * np.log(17.0) - by_hand, rtol=1e-5
+    )
     np.testing.assert_allclose(terms["bits_per_dim"], by_hand / (64 * np.log(2.0)), rtol=1e-5)
     # Negative control: another dequantization draw is another number.
     assert not np.allclose(recipe.loss(params, {"image": x}, jax.random.key(2))[0], loss)
@@ -105,15 +112,24 @@ def test_pixelcnn_loss_is_the_sum_of_log_softmax_at_the_levels(name):
 
 def test_glow_actnorm_is_initialized_from_data_over_eight_devices():
     config, recipe = tiny_recipe("glow_digits")
+    assert recipe.init_batch_size == 32  # model.data_init_size
+    assert tiny_recipe("realnvp_digits")[1].init_batch_size == 0
     mesh = sharding.make_mesh()
     assert mesh.size == 8
-    params = jax.jit(recipe.init_params, out_shardings=sharding.replicated(mesh))(jax.random.key(0))
+    traces = []
+
+    def init(key, batch):
+        traces.append(1)
+        return recipe.init_params(key, batch)
+
+    jitted = jax.jit(init, out_shardings=sharding.replicated(mesh))
+    images = _images(64)
+    batch = {"image": jax.device_put(images[:32], sharding.batch_sharding(mesh))}
+    params = jitted(jax.random.key(0), batch)
     flow = recipe.modules.bind(params, "flow")
     step = flow.levels[0][0]
-    y = recipe.dequantize(jnp.asarray(recipe._data_init_batch()), jax.random.key(0))
+    y = recipe.dequantize(images[:32], jax.random.key(0))
     h, _ = flow._preprocess(y)
-    from jaxgen.flows import squeeze
-
     h = squeeze(h)
     out, _ = actnorm_forward(h, step.actnorm_log_scale[...], step.actnorm_bias[...])
     np.testing.assert_allclose(out.mean(axis=(0, 1, 2)), 0.0, atol=1e-4)
@@ -123,6 +139,42 @@ def test_glow_actnorm_is_initialized_from_data_over_eight_devices():
         plain["flow"]["levels"][0][0]["actnorm_bias"],
         params["flow"]["levels"][0][0]["actnorm_bias"],
     )
+    # The batch is an argument of the compiled init: another batch, other statistics, and
+    # no second trace (nothing was baked into the program).
+    other = jitted(
+        jax.random.key(0), {"image": jax.device_put(images[32:], sharding.batch_sharding(mesh))}
+    )
+    assert len(traces) == 1
+    assert not np.allclose(
+        other["flow"]["levels"][0][0]["actnorm_bias"],
+        params["flow"]["levels"][0][0]["actnorm_bias"],
+    )
+    # Without an init batch (shape planning, restoring) ActNorm keeps its plain init.
+    unset = recipe.init_params(jax.random.key(0))
+    np.testing.assert_array_equal(
+        unset["flow"]["levels"][0][0]["actnorm_bias"], plain["flow"]["levels"][0][0]["actnorm_bias"]
+    )
+
+
+@pytest.mark.parametrize("name", ["glow_digits", "gated_pixelcnn_digits"])
+def test_samples_depend_only_on_the_seed_and_the_index(name):
+    """16 samples are the first 16 of 64 for the same key (exact: the images are levels),
+    and ``first_index=16`` draws samples 16..31; the draw counts its network passes."""
+    extra = ["model.num_classes=10"] if name.startswith("gated") else []
+    _, recipe = tiny_recipe(name, *extra)
+    params = recipe.init_params(jax.random.key(0))
+    draw = jax.jit(recipe.sample, static_argnums=2)
+    key = jax.random.key(5)
+    small, big = draw(params, key, 16), draw(params, key, 64)
+    assert isinstance(small, SamplerOutput)
+    assert small.nfe == (1 if name.startswith("glow") else 64)
+    np.testing.assert_array_equal(np.asarray(small.samples), np.asarray(big.samples)[:16])
+    later = jax.jit(lambda p, k, i: recipe.sample(p, k, 16, first_index=i))(params, key, 16)
+    np.testing.assert_array_equal(np.asarray(later.samples), np.asarray(big.samples)[16:32])
+    # Negative control: the samples are not all alike.
+    assert len({np.asarray(row).tobytes() for row in big.samples}) > 32
+    with pytest.raises(ConfigError, match="num_steps"):
+        recipe.sample(params, key, 2, num_steps=3)
 
 
 def test_2d_flow_trains_on_the_moons(tmp_path):

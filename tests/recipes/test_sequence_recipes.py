@@ -7,7 +7,8 @@
   raster order); negative control: the unshifted inputs give another number;
 * the recipe's sampler (KV cache for the transformer, ``step`` for the RNNs) draws the same
   tokens as ``sample_sequence_uncached`` over the full network for the same key; negative
-  control: another key draws other tokens;
+  control: another key draws other tokens; 16 sequences are the first 16 of 64 for the
+  same key and ``first_index`` draws the later ones (exact token equality);
 * text samples decode to strings; bad configs are refused by name.
 """
 
@@ -25,8 +26,7 @@ from jaxgen.config import ConfigError, apply_overrides, load_experiment
 from jaxgen.data import text
 from jaxgen.data.digits import load_digits
 from jaxgen.engine import sharding
-from jaxgen.engine.inference import evaluate_run, load_run
-from jaxgen.engine.trainer import build_recipe, load_train_dataset, train
+from jaxgen.run import build_recipe, evaluate_run, load_run, load_train_dataset, train
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -134,16 +134,17 @@ def test_cached_sampler_equals_uncached(kind):
     recipe = tiny_recipe(kind, "model.sample_temperature=1.5", "model.sample_top_k=12")
     params = numpy_params(recipe)
     num = 6
-    cached = jax.jit(lambda p, k: recipe.to_tokens(recipe.sample(p, k, num)))
+    cached = jax.jit(lambda p, k: recipe.to_tokens(recipe.sample(p, k, num).samples))
     uncached = jax.jit(
-        lambda p, k: sample_sequence_uncached(
-            lambda x: recipe.logits(p, x),
-            k,
-            batch=num,
-            length=64,
-            bos=17,
-            temperature=1.5,
-            top_k=12,
+        lambda p, k: (
+            sample_sequence_uncached(
+                lambda x: recipe.logits(p, x),
+                k,
+                (num, 64),
+                bos=17,
+                temperature=1.5,
+                top_k=12,
+            ).samples
         )
     )
     key = jax.random.key(3)
@@ -158,7 +159,9 @@ def test_cached_sampler_equals_uncached(kind):
 def test_text_samples_decode():
     recipe = tiny_recipe("text", "model.sample_length=16")
     params = numpy_params(recipe)
-    samples = np.asarray(jax.jit(recipe.sample, static_argnums=2)(params, jax.random.key(1), 2))
+    out = jax.jit(recipe.sample, static_argnums=2)(params, jax.random.key(1), 2)
+    assert out.nfe == 16  # one network step per token
+    samples = np.asarray(out.samples)
     assert samples.shape == (2, 16) and samples.dtype == np.int32
     decoded = recipe.decode_samples(samples)
     assert decoded == [text.decode(row) for row in samples]
@@ -167,6 +170,25 @@ def test_text_samples_decode():
         recipe.decode_samples(samples[0])
     with pytest.raises(ValueError, match="needs token data"):
         tiny_recipe("lstm").decode_samples(samples)
+
+
+def test_samples_depend_only_on_the_seed_and_the_index():
+    recipe = tiny_recipe("transformer", "model.sample_temperature=1.5")
+    params = numpy_params(recipe)
+    draw = jax.jit(lambda p, k, n, i: recipe.sample(p, k, n, first_index=i), static_argnums=2)
+    key = jax.random.key(6)
+    small, big = draw(params, key, 16, 0), draw(params, key, 64, 0)
+    assert small.nfe == 64
+    np.testing.assert_array_equal(np.asarray(small.samples), np.asarray(big.samples)[:16])
+    later = draw(params, key, 16, 48)
+    np.testing.assert_array_equal(np.asarray(later.samples), np.asarray(big.samples)[48:])
+    # Negative control: the 64 samples are all different.
+    assert len({np.asarray(row).tobytes() for row in big.samples}) == 64
+    # The temperature is a sample option; others are refused by name.
+    cold = jax.jit(lambda p, k: recipe.sample(p, k, 16, temperature=0.3))(params, key)
+    assert np.mean(np.asarray(cold.samples) != np.asarray(small.samples)) > 0.1
+    with pytest.raises(ConfigError, match="num_steps"):
+        recipe.sample(params, key, 2, num_steps=3)
 
 
 @pytest.mark.parametrize(
