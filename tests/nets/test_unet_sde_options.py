@@ -21,10 +21,10 @@ from jaxgen.nets.unet import (
     UNet,
     UNetConfig,
     Upsample,
-    _fir,
     avg_pool_downsample,
     ddpmpp_config,
     fir_downsample,
+    fir_filter,
     fir_kernel,
     fir_upsample,
     ncsnpp_config,
@@ -129,6 +129,23 @@ def test_defaults_unchanged(x64):
     # Negative control: a small change of one weight moves the recorded moments.
     params["conv_out"]["bias"] = params["conv_out"]["bias"] + 1e-3
     assert abs(np.asarray(apply(params, x, t)).sum() - out.sum()) > 1e-2
+
+
+@pytest.mark.parametrize(
+    "config, expected",
+    [
+        (NCSN_SMALL, (148, "444e1c0651c757853b0d3f9974511c813691a44363adc90329ab0eb241fd68ea")),
+        (ALT_SMALL, (136, "6dd1fca54182ac47fc10b8afb58d2d5fce445dca31c417423ad64565d185e5fe")),
+    ],
+)
+def test_option_trees_unchanged(config, expected):
+    """The parameter paths and shapes with the DDPM++ / NCSN++ options on, recorded from the
+    single-file U-Net before it was split into blocks (checkpoints keep loading)."""
+    flat = nnx.to_flat_state(nnx.state(_abstract(config)))
+    entries = sorted(
+        "/".join(map(str, k)) + ":" + "x".join(map(str, v.get_value().shape)) for k, v in flat
+    )
+    assert (len(entries), hashlib.sha256("\n".join(entries).encode()).hexdigest()) == expected
 
 
 # ---------------------------------------------------------------- parameter counts
@@ -402,7 +419,7 @@ def test_fir_up_is_four_times_adjoint_of_down(x64):
     rhs = 4 * float(jnp.sum(y * fir_downsample(x)))
     assert abs(lhs - rhs) < 1e-12 * abs(rhs) + 1e-12
     # Negative control: a one-pixel misalignment of the upsampling breaks the identity.
-    shifted = _fir(y, gain=4.0, padding=(1, 3), dilation=2)
+    shifted = fir_filter(y, gain=4.0, padding=(1, 3), dilation=2)
     assert abs(float(jnp.sum(shifted * x)) - rhs) > 1e-3
 
 

@@ -1,0 +1,226 @@
+"""The U-Net (DDPM, DDPM++, NCSN++): time embedding, down path, middle, up path, output.
+
+``x -> conv_in -> down levels -> res, attention, res -> up levels -> GN, SiLU, conv_out``
+(or the sum of the output pyramid's heads), the timestep embedding ``MLP(features(t))``
+(+ a class embedding) fed to every residual block, and the skip stack carrying every down
+activation to one up block (Ho et al. 2020, appendix B; Song et al. 2021, appendix H).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxgen.nets.unet.config import UNetConfig
+from jaxgen.nets.unet.layers import conv, group_norm, linear
+from jaxgen.nets.unet.levels import BlockOptions, DownLevel, UpLevel
+from jaxgen.nets.unet.time_embedding import time_feature_width, time_features
+
+__all__ = ["UNet"]
+
+
+def _level_heights(config: UNetConfig, image_shape: tuple[int, ...]) -> list[int]:
+    """The feature-map height of every level, after checking ``image_shape`` fits."""
+    if len(image_shape) != 3 or not all(isinstance(s, int) and s > 0 for s in image_shape):
+        raise ValueError(f"image_shape must be (H, W, C) with positive integers, got {image_shape}")
+    height, width, _ = image_shape
+    num_levels = len(config.channel_mult)
+    factor = 2 ** (num_levels - 1)
+    if height % factor or width % factor:
+        raise ValueError(
+            f"image size {height}x{width} is not divisible by 2**(len(channel_mult) - 1) "
+            f"= {factor} (channel_mult = {config.channel_mult} downsamples "
+            f"{num_levels - 1} times)"
+        )
+    heights = [height // 2**i for i in range(num_levels)]
+    missing = [r for r in config.attention_resolutions if r not in heights]
+    if missing:
+        raise ValueError(
+            f"attention_resolutions {missing} match no level of a {height}x{width} image; "
+            f"the levels' heights are {heights}"
+        )
+    return heights
+
+
+class UNet(nnx.Module):
+    """The U-Net: predicts an NHWC tensor (the noise, the score, ...) from ``x_t`` and ``t``.
+
+    Args:
+      config: the hyperparameters.
+      image_shape: ``(H, W, C)`` of the inputs, fixed at construction. H and W must be
+        divisible by ``2 ** (len(config.channel_mult) - 1)``.
+      rngs: used for parameter initialisation only (not stored).
+    """
+
+    def __init__(self, config: UNetConfig, *, image_shape: tuple[int, int, int], rngs: nnx.Rngs):
+        if not isinstance(config, UNetConfig):
+            raise TypeError(f"config must be a UNetConfig, got {type(config).__name__}")
+        image_shape = tuple(image_shape)
+        heights = _level_heights(config, image_shape)
+        self.config = config
+        self.image_shape = image_shape
+        in_ch = image_shape[-1]
+        out_ch = config.out_channels if config.out_channels is not None else in_ch
+        ch, nrb = config.channels, config.num_res_blocks
+        widths = [ch * mult for mult in config.channel_mult]
+        attention = [h in config.attention_resolutions for h in heights]
+        last = len(widths) - 1
+        options = BlockOptions.from_config(config)
+
+        self.temb_dense0 = linear(time_feature_width(config), options.temb_ch, rngs=rngs)
+        self.temb_dense1 = linear(options.temb_ch, options.temb_ch, rngs=rngs)
+        self.class_embed = (
+            nnx.Embed(config.num_classes, options.temb_ch, rngs=rngs)
+            if config.num_classes
+            else None
+        )
+        self.conv_in = conv(in_ch, ch, 3, rngs=rngs)
+
+        # Down path; skip_chs records the width of every activation pushed on the skip stack.
+        down, skip_chs, cur, pyramid_ch = [], [ch], ch, in_ch
+        for i, width in enumerate(widths):
+            down.append(
+                DownLevel(
+                    cur,
+                    width,
+                    num_blocks=nrb,
+                    attention=attention[i],
+                    downsample=i != last,
+                    progressive_input=config.progressive_input,
+                    pyramid_ch=pyramid_ch,
+                    options=options,
+                    rngs=rngs,
+                )
+            )
+            skip_chs += [width] * (nrb + (i != last))
+            cur = width
+            if config.progressive_input == "residual" and i != last:
+                pyramid_ch = width
+        self.down = nnx.List(down)
+
+        self.mid_res1 = options.res_block(cur, cur, rngs=rngs)
+        self.mid_attn = options.attention(cur, rngs=rngs)
+        self.mid_res2 = options.res_block(cur, cur, rngs=rngs)
+
+        # Up path, from the lowest resolution to the highest; each block pops one skip.
+        up, pyramid_ch = [], None
+        for i in reversed(range(len(widths))):
+            up.append(
+                UpLevel(
+                    cur,
+                    [skip_chs.pop() for _ in range(nrb + 1)],
+                    widths[i],
+                    attention=attention[i],
+                    up_attention=config.up_attention,
+                    upsample=i != 0,
+                    progressive_output=config.progressive_output,
+                    pyramid_ch=pyramid_ch,
+                    out_ch=out_ch,
+                    options=options,
+                    rngs=rngs,
+                )
+            )
+            cur = widths[i]
+            if config.progressive_output == "residual":
+                pyramid_ch = cur
+        assert not skip_chs
+        self.up = nnx.List(up)
+
+        if config.progressive_output != "output_skip":
+            self.norm_out = group_norm(cur, config.num_groups, rngs)
+            self.conv_out = conv(cur, out_ch, 3, rngs=rngs, init_scale=config.init_scale)
+        levels = [*down, *up]
+        self._num_res_blocks_total = 2 + sum(level.num_res_blocks for level in levels)
+
+    def _embed_time(self, t: jax.Array, dtype) -> jax.Array:
+        """The fixed features of ``t`` (before the MLP); see ``time_embedding``."""
+        return time_features(t, self.config, dtype)
+
+    def _check_inputs(self, x: jax.Array, t: jax.Array, y: jax.Array | None) -> None:
+        expected = tuple(self.image_shape)
+        if x.ndim != 4 or tuple(x.shape[1:]) != expected:
+            raise ValueError(
+                f"UNet expects x of shape (B, {', '.join(map(str, expected))}), got {x.shape}"
+            )
+        if not jnp.issubdtype(x.dtype, jnp.floating):
+            raise ValueError(f"UNet expects a float x, got dtype {x.dtype}")
+        batch = x.shape[0]
+        if t.shape != (batch,):
+            raise ValueError(
+                f"UNet expects t of shape ({batch},) for x of batch {batch}, got {t.shape}"
+            )
+        if not (jnp.issubdtype(t.dtype, jnp.floating) or jnp.issubdtype(t.dtype, jnp.integer)):
+            raise ValueError(f"UNet expects an integer or float t, got dtype {t.dtype}")
+        if self.class_embed is None:
+            if y is not None:
+                raise ValueError("this UNet is unconditional (num_classes = 0) but y was given")
+            return
+        if y is None:
+            raise ValueError(
+                f"this UNet is class-conditional (num_classes = {self.config.num_classes}); pass y"
+            )
+        y = jnp.asarray(y)
+        if y.shape != (batch,) or not jnp.issubdtype(y.dtype, jnp.integer):
+            raise ValueError(
+                f"UNet expects integer labels y of shape ({batch},), "
+                f"got shape {y.shape} dtype {y.dtype}"
+            )
+
+    def _dropout_keys(self, key: jax.Array | None) -> list[jax.Array | None]:
+        """One dropout key per residual block (``None``s for the deterministic network)."""
+        n = self._num_res_blocks_total
+        if key is None or self.config.dropout == 0:
+            return [None] * n
+        return list(jax.random.split(key, n))
+
+    def __call__(
+        self,
+        x: jax.Array,
+        t: jax.Array,
+        *,
+        y: jax.Array | None = None,
+        key: jax.Array | None = None,
+    ) -> jax.Array:
+        """Apply the network.
+
+        Args:
+          x: inputs of shape ``(B, H, W, C)`` = ``(B, *image_shape)``, float.
+          t: conditioning of shape ``(B,)``, integer or float: the DDPM timestep, or for
+            score SDEs a float such as ``999 t`` (VP / sub-VP, sinusoidal embedding) or
+            ``log sigma`` (VE / EDM's ``c_noise``, Fourier embedding).
+          y: class labels of shape ``(B,)``, integer in ``[0, num_classes)``; required when
+            ``config.num_classes > 0`` and refused otherwise.
+          key: PRNG key for dropout; ``None`` gives the deterministic network (no dropout).
+
+        Returns:
+          An array of shape ``(B, H, W, out_channels)``.
+        """
+        x, t = jnp.asarray(x), jnp.asarray(t)
+        self._check_inputs(x, t, y)
+        temb = self.temb_dense1(jax.nn.silu(self.temb_dense0(self._embed_time(t, x.dtype))))
+        if self.class_embed is not None:
+            temb = temb + self.class_embed(jnp.asarray(y)).astype(temb.dtype)
+        keys = self._dropout_keys(key)  # consumed in block order: down, middle, up
+
+        hs, pyramid = [self.conv_in(x)], x
+        for level in self.down:
+            skips, pyramid = level(hs[-1], temb, pyramid, keys[: level.num_res_blocks])
+            hs += skips
+            keys = keys[level.num_res_blocks :]
+
+        h = self.mid_res1(hs[-1], temb, key=keys[0])
+        h = self.mid_attn(h)
+        h = self.mid_res2(h, temb, key=keys[1])
+        keys = keys[2:]
+
+        pyramid = None
+        for level in self.up:
+            skips = [hs.pop() for _ in range(len(level.res))]
+            h, pyramid = level(h, temb, skips, pyramid, keys[: level.num_res_blocks])
+            keys = keys[level.num_res_blocks :]
+        assert not hs and not keys
+
+        if self.config.progressive_output == "output_skip":
+            return pyramid
+        return self.conv_out(jax.nn.silu(self.norm_out(h)))
