@@ -25,8 +25,9 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from jaxgen.core.validation import check_positive_int, check_sample_shape
+from jaxgen.core.validation import check_positive_int, check_sample_shape, is_concrete
 
 __all__ = [
     "SamplerOutput",
@@ -48,8 +49,8 @@ class SamplerOutput(NamedTuple):
 
 
 def _flatten(out: SamplerOutput):
-    if isinstance(out.nfe, int):
-        return (out.samples,), out.nfe
+    if isinstance(out.nfe, (int, np.integer)) and not isinstance(out.nfe, bool):
+        return (out.samples,), int(out.nfe)
     return (out.samples, out.nfe), None
 
 
@@ -77,6 +78,16 @@ def example_keys(key: jax.Array, num_examples: int, *, start: int | jax.Array = 
     num_examples = check_positive_int(num_examples, "num_examples")
     if _is_key_batch(key):
         raise ValueError(f"example_keys needs one key, got a batch of keys of shape {key.shape}")
+    if is_concrete(start):
+        value = np.asarray(start)
+        if (
+            value.ndim != 0
+            or not np.issubdtype(value.dtype, np.integer)
+            or not 0 <= int(value) <= 2**32 - num_examples
+        ):
+            raise ValueError(
+                f"start must be an integer in [0, 2**32 - num_examples], got {start!r}"
+            )
     index = jnp.arange(num_examples, dtype=jnp.uint32) + jnp.asarray(start, jnp.uint32)
     return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, index)
 

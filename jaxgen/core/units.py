@@ -52,6 +52,7 @@ def dequantization_offset(
     log-probability from below (0 for continuous data, ``num_levels=None``)."""
     num_levels = check_num_levels(num_levels, allow_none=True)
     num_dims = check_positive_int(num_dims, "num_dims")
+    check_choice("grid", grid, GRIDS)
     if num_levels is None:
         return 0.0
     return num_dims * math.log(bin_width(num_levels, grid=grid))

@@ -8,6 +8,7 @@ are skipped (the caller documents what happens to traced out-of-range values).
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -87,8 +88,10 @@ def check_range(x: Any, low: float, high: float, name: str, *, slack: float = 1e
 def check_sample_shape(shape: Sequence[int], name: str = "shape") -> tuple[int, ...]:
     """A static sample shape ``(B, *event)`` of positive ints, as a tuple."""
     try:
-        shape = tuple(int(s) for s in shape)
-    except TypeError as err:
+        if any(isinstance(s, bool) for s in shape):
+            raise TypeError("bool")
+        shape = tuple(operator.index(s) for s in shape)
+    except (TypeError, ValueError) as err:
         raise ValueError(
             f"{name} must be a static tuple of ints (B, *event), got {shape!r}"
         ) from err
