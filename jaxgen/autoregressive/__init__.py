@@ -2,10 +2,11 @@
 with its shift convention, logit filtering (temperature, top-k, top-p), jitted sampling
 loops for sequences (with a per-token step function, such as a transformer's key-value
 cache or an RNN's state) and for images (PixelCNN's one pass per value), and the causal
-convolution masks of PixelCNN. The token loss returns ``(per_example, terms)``; every
-sampler takes its size as ``shape`` right after ``key``, draws example ``b``'s values from
-that example's key alone, and returns ``jaxgen.core.SamplerOutput`` with one network
-evaluation per token / position (``nfe``).
+convolution masks of PixelCNN. The losses, :func:`token_cross_entropy` for sequences and
+:func:`image_nll` for images (PixelCNN's ``-log p(x)`` with ``bits_per_dim``), return
+``(per_example, terms)``; every sampler takes its size as ``shape`` right after ``key``,
+draws example ``b``'s values from that example's key alone, and returns
+``jaxgen.core.SamplerOutput`` with one network evaluation per token / position (``nfe``).
 
 The networks (PixelCNN, gated PixelCNN, the causal dilated convolution net, LSTM/GRU
 language models, the causal transformer with its cache) are Flax NNX modules in
@@ -13,10 +14,12 @@ language models, the causal transformer with its cache) are Flax NNX modules in
 """
 
 from jaxgen.autoregressive import image_sampling, losses, masks, sampling
-from jaxgen.autoregressive.image_sampling import image_log_prob, sample_image
+from jaxgen.autoregressive.image_sampling import sample_image
 from jaxgen.autoregressive.losses import (
     bits_per_token,
     check_tokens,
+    image_log_prob,
+    image_nll,
     shift_right,
     token_cross_entropy,
 )
@@ -34,6 +37,7 @@ __all__ = [
     "check_tokens",
     "filter_logits",
     "image_log_prob",
+    "image_nll",
     "image_sampling",
     "losses",
     "masks",

@@ -8,8 +8,10 @@ row, left to right, channels in order within a pixel)::
 
     log p(x) = sum_t log p(x_t | x_<t) = sum_{i,j,c} log softmax(logits[:, i, j, c])[x_ijc],
 
-computed for every position in one network pass (:func:`image_log_prob`, nats, (B,)).
-:func:`bits_per_dim` converts it to ``-log p(x) / (D log 2)`` bits per dimension
+computed for every position in one network pass (:func:`image_log_prob`, nats, (B,); it
+lives in :mod:`jaxgen.autoregressive.losses` with the training objective
+:func:`jaxgen.autoregressive.image_nll`, ``(-log p(x), {bits_per_dim})``, and is re-exported
+here). :func:`bits_per_dim` converts it to ``-log p(x) / (D log 2)`` bits per dimension
 (:func:`jaxgen.core.bits_per_dim` of the negated log-likelihood), the unit in which every
 jaxgen likelihood is compared (on the 8x8 digits ``D = 64``, ``L = 17``;
 a uniform model scores ``log2 17 = 4.09`` bits/dim).
@@ -50,12 +52,12 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from jaxgen.autoregressive.losses import image_log_prob
 from jaxgen.autoregressive.sampling import filter_logits
-from jaxgen.core import units
 from jaxgen.core.sampling import SamplerOutput, as_example_keys
 from jaxgen.core.validation import check_num_levels, check_sample_shape
 
-__all__ = ["bits_per_dim", "image_log_prob", "sample_image"]
+__all__ = ["image_log_prob", "sample_image"]
 
 
 def _check_filters(temperature: float, top_k: int | None, top_p: float | None) -> None:
@@ -132,38 +134,3 @@ def sample_image(
     levels = jax.lax.fori_loop(0, num_dims, body, jnp.zeros(shape, jnp.int32))
     return SamplerOutput(levels, num_dims)
 
-
-def image_log_prob(logits: jax.Array, x: jax.Array) -> jax.Array:
-    """``log p(x) = sum_{i,j,c} log softmax(logits[:, i, j, c])[x_ijc]`` per image (B,), nats.
-
-    Args:
-      logits: (B, ..., L) float, e.g. (B, H, W, C, L).
-      x: integer levels with shape ``logits.shape[:-1]``. Levels outside ``0..L-1`` raise a
-        ``ValueError`` when ``x`` is concrete; under ``jit`` they give NaN.
-    """
-    logits = jnp.asarray(logits)
-    x = jnp.asarray(x)
-    if logits.ndim < 2 or x.shape != logits.shape[:-1]:
-        raise ValueError(
-            f"x must have shape logits.shape[:-1] with logits (B, ..., L); got x {x.shape} "
-            f"and logits {logits.shape}."
-        )
-    if not jnp.issubdtype(x.dtype, jnp.integer):
-        raise ValueError(f"x must hold integer levels, got dtype {x.dtype}.")
-    num_levels = logits.shape[-1]
-    if not isinstance(x, jax.core.Tracer) and x.size:
-        low, high = int(jnp.min(x)), int(jnp.max(x))
-        if low < 0 or high >= num_levels:
-            raise ValueError(f"x must lie in 0..{num_levels - 1}, got values in {low}..{high}.")
-    dtype = jnp.result_type(logits.dtype, jnp.float32)
-    log_probs = jax.nn.log_softmax(logits.astype(dtype), axis=-1)
-    index = jnp.clip(x, 0, num_levels - 1)[..., None]
-    picked = jnp.take_along_axis(log_probs, index, axis=-1)[..., 0]
-    picked = jnp.where((x >= 0) & (x < num_levels), picked, jnp.nan)
-    return jnp.sum(picked, axis=tuple(range(1, picked.ndim)))
-
-
-def bits_per_dim(log_prob: jax.Array, num_dims: int) -> jax.Array:
-    """``-log_prob / (num_dims log 2)``: a **log**-likelihood in nats -> bits per dimension
-    (:func:`jaxgen.core.bits_per_dim` of ``-log_prob``; that one takes the negative)."""
-    return units.bits_per_dim(-jnp.asarray(log_prob), num_dims)

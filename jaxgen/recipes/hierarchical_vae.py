@@ -208,7 +208,7 @@ class HierarchicalVAERecipe(Recipe):
         data_key, nll_key, elbo_key = jax.random.split(key, 3)
         x = self.likelihood.eval_data(images, data_key)
         nets = self._networks(params)
-        log_px = hierarchical.ladder_importance_log_likelihood(
+        log_px, _ = hierarchical.ladder_importance_log_likelihood(
             *nets,
             self.likelihood.log_likelihood,
             x,

@@ -3,8 +3,9 @@
 The model factorizes ``p(x) = prod_i p(x_i | x_<i)`` over pixels and colour channels in
 raster order (van den Oord et al. 2016a, eq. 1-2) with a softmax over the ``num_levels``
 values of each (17 for the built-in digits, 256 for 8-bit images); the loss is the
-per-example negative log-likelihood in nats, so the test bits/dim are exact and in the
-same discrete unit as DDPM's bound and the VAEs' importance-sampled likelihoods.
+per-example negative log-likelihood in nats (:func:`jaxgen.autoregressive.image_nll`), so
+the test bits/dim are exact and in the same discrete unit as DDPM's bound and the VAEs'
+importance-sampled likelihoods.
 ``architecture="pixelcnn"`` is the masked-convolution PixelCNN with residual blocks
 (2016a); ``"gated"`` the gated PixelCNN with vertical and horizontal stacks (van den Oord
 et al. 2016b), optionally class-conditional (``num_classes``). Sampling runs the network
@@ -26,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgen import core
-from jaxgen.autoregressive.image_sampling import bits_per_dim, image_log_prob, sample_image
+from jaxgen.autoregressive import image_log_prob, image_nll, sample_image
 from jaxgen.config import ConfigError
 from jaxgen.core.levels import images_to_levels, levels_to_images
 from jaxgen.nets.pixelcnn import GatedPixelCNN, PixelCNN
@@ -103,9 +104,10 @@ class PixelCNNRecipe(Recipe):
         return batch["label"]
 
     def loss(self, params, batch, key):
+        """:func:`jaxgen.autoregressive.image_nll` of the levels: ``(-log p(x),
+        {bits_per_dim})``."""
         levels = images_to_levels(batch[self.data_key], num_levels=self.num_levels)
-        log_prob = image_log_prob(self.logits(params, levels, self._labels(batch)), levels)
-        return -log_prob, {"bits_per_dim": bits_per_dim(log_prob, self.num_dims)}
+        return image_nll(self.logits(params, levels, self._labels(batch)), levels)
 
     def sample_labels(self, num_samples: int, first_index: int | jax.Array = 0) -> jax.Array | None:
         """Labels ``(first_index + i) mod num_classes`` of a class-conditional draw (None

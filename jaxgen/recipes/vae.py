@@ -199,7 +199,7 @@ class VAERecipe(Recipe):
         data_key, nll_key, elbo_key = jax.random.split(key, 3)
         x = self.likelihood.eval_data(images, data_key)
         args = (self.encoder_fn(params), self.decoder_fn(params), self.likelihood.log_likelihood)
-        log_px = iwae.importance_log_likelihood(
+        log_px, _ = iwae.importance_log_likelihood(
             *args, x, nll_key, num_samples=m.eval_importance_samples, chunk_size=m.eval_chunk_size
         )
         _, terms = iwae.iwae_loss(*args, x, elbo_key, num_samples=m.eval_chunk_size)

@@ -34,6 +34,7 @@ from jaxgen.recipes.decoder_likelihood import DecoderLikelihood
 from jaxgen.recipes.modules import ModuleSet
 from jaxgen.vae import code_prior
 from jaxgen.vae import vector_quantization as vq
+from jaxgen.vae.vqvae import vqvae_loss
 
 CODEBOOK_UPDATES = ("ema", "gradient")
 
@@ -148,39 +149,33 @@ class VQVAERecipe(Recipe):
         return per_example, terms
 
     def training_loss(self, params, batch, key, step):
+        """:func:`jaxgen.vae.vqvae_loss` with the conv networks, the factorized prior and the
+        codebook (an EMA state in ``params["codebook_ema"]`` or the parameter ``codebook``)."""
         m: VQVAEConfig = self.config.model
         data_key, restart_key = jax.random.split(key)
         x = self.likelihood.train_data(batch[self.data_key], data_key)
-        z_e, q = self.encode(params, x)
-        reconstruction = -self.likelihood.log_likelihood(self.decode(params, q.z_q), x)
-        prior_nll, _ = code_prior.factorized_prior_loss(params["prior_logits"], q.indices)
-        per_example = reconstruction + m.commitment_cost * q.commitment_loss + prior_nll
-        if m.codebook_update == "gradient":
-            per_example = per_example + q.codebook_loss
-        batch_size = per_example.shape[0]
-        terms = {
-            "reconstruction": reconstruction,
-            "commitment": q.commitment_loss,
-            "codebook": q.codebook_loss,
-            "prior_nll": prior_nll,
-            "neg_elbo": code_prior.vq_negative_elbo(reconstruction, -prior_nll),
-            "perplexity": jnp.broadcast_to(q.perplexity, (batch_size,)),
-        }
-        updates = {}
         if m.codebook_update == "ema":
-            state = vq.EMACodebookState(**params["codebook_ema"])
-            state = vq.ema_codebook_update(
-                state, z_e, q.indices, decay=m.ema_decay, epsilon=m.ema_epsilon
-            )
-            if m.dead_code_threshold > 0:
-                state, restarted = vq.restart_dead_codes(
-                    state, z_e, restart_key, threshold=m.dead_code_threshold
-                )
-                terms["restarted_codes"] = jnp.broadcast_to(
-                    restarted.astype(jnp.float32), (batch_size,)
-                )
-            updates["codebook_ema"] = state._asdict()
-        return per_example, terms, updates
+            codebook = vq.EMACodebookState(**params["codebook_ema"])
+        else:
+            codebook = params["codebook"]
+        per_example, terms, updates = vqvae_loss(
+            self.modules.bind(params, "encoder"),
+            self.modules.bind(params, "decoder"),
+            self.likelihood.log_likelihood,
+            codebook,
+            x,
+            restart_key,
+            commitment_cost=m.commitment_cost,
+            prior_log_prob_fn=lambda k: code_prior.factorized_prior_log_prob(
+                params["prior_logits"], k
+            ),
+            ema_decay=m.ema_decay,
+            ema_epsilon=m.ema_epsilon,
+            dead_code_threshold=m.dead_code_threshold,
+        )
+        if "codebook" in updates:
+            return per_example, terms, {"codebook_ema": updates["codebook"]._asdict()}
+        return per_example, terms, {}
 
     def sample(
         self,

@@ -372,7 +372,8 @@ def bits_per_dim(
     Returns:
       ``(bpd (B,), terms)`` with the terms of :func:`log_likelihood` plus ``"log_p"`` (the
       continuous log-density of the (dequantised) input) and ``"offset"`` (``D log w``,
-      :func:`dequantization_offset`).
+      :func:`dequantization_offset`, the same for every example, broadcast to ``(B,)`` like
+      every other term; 0 for continuous data).
     """
     x = _check_x(x)
     check_num_levels(num_levels, allow_none=True)
@@ -428,5 +429,6 @@ def bits_per_dim(
     )
     bpd = units.bits_per_dim(-(log_p + offset), dim)
     bpd = jnp.where(valid, bpd, jnp.nan)
-    terms = dict(terms, log_p=log_p, offset=jnp.asarray(offset, x.dtype))
+    # Every term is per example (B,): the offset D log w is the same for every example.
+    terms = dict(terms, log_p=log_p, offset=jnp.full((x.shape[0],), offset, dtype=x.dtype))
     return bpd, terms

@@ -3,14 +3,18 @@
 Every loss takes the model as callables: ``encoder_fn(x) -> DiagonalGaussian`` (or a code
 array for plain autoencoders), ``decoder_fn(z) -> out`` and ``log_likelihood_fn(out, x) ->
 (B,)``; it returns the per-example loss (B,) and a dict of named per-example terms (the
-VAE-GAN, a three-player game, returns one such pair per player).
+VAE-GAN, a three-player game, returns one such pair per player; :func:`vqvae_loss` adds a
+third element, the EMA codebook's state update). The log-likelihood estimators
+(:func:`importance_log_likelihood`, :func:`ladder_importance_log_likelihood`) return
+``(log p(x) estimate (B,), terms)`` the same way.
 
 * ``gaussian``: diagonal Gaussians, analytic and Monte Carlo KL, precision-weighted merge.
 * ``likelihoods``: Bernoulli, Gaussian (fixed / learned std) and discretized logistic p(x|z).
 * ``elbo``: the ELBO, beta-VAE, KL warm-up, free bits.
 * ``iwae``: the IWAE bound and importance-sampled log p(x).
 * ``hierarchical``: a Markovian hierarchy of latents with ladder (top-down) inference.
-* ``vector_quantization``, ``code_prior``: VQ-VAE.
+* ``vector_quantization``, ``code_prior``, ``vqvae``: VQ-VAE (quantization, the code prior,
+  and the whole objective :func:`vqvae_loss` with its EMA codebook update).
 * ``vae_gan``: the VAE-GAN's feature-matching reconstruction and its three players' losses
   (each network evaluated once), with the gradient routing of a simultaneous game step.
 * ``autoencoders``: plain, regularized, contractive and denoising autoencoders.
@@ -29,6 +33,7 @@ from jaxgen.vae import (
     likelihoods,
     vae_gan,
     vector_quantization,
+    vqvae,
 )
 from jaxgen.vae.autoencoders import autoencoder_loss
 from jaxgen.vae.code_prior import (
@@ -51,7 +56,7 @@ from jaxgen.vae.hierarchical import (
     ladder_sample,
     ladder_sample_with_latents,
 )
-from jaxgen.vae.iwae import importance_log_likelihood, iwae_loss, nats_to_bits_per_dim
+from jaxgen.vae.iwae import importance_log_likelihood, iwae_loss
 from jaxgen.vae.likelihoods import LIKELIHOODS, decoder_mean, decoder_sample, log_likelihood
 from jaxgen.vae.vae_gan import (
     feature_matching_loss,
@@ -68,6 +73,7 @@ from jaxgen.vae.vector_quantization import (
     quantize,
     restart_dead_codes,
 )
+from jaxgen.vae.vqvae import vqvae_loss
 
 __all__ = [
     "LIKELIHOODS",
@@ -101,7 +107,6 @@ __all__ = [
     "ladder_sample_with_latents",
     "likelihoods",
     "log_likelihood",
-    "nats_to_bits_per_dim",
     "player_terms",
     "precision_weighted_merge",
     "quantize",
@@ -113,4 +118,6 @@ __all__ = [
     "vae_gan_losses",
     "vector_quantization",
     "vq_negative_elbo",
+    "vqvae",
+    "vqvae_loss",
 ]

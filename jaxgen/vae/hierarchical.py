@@ -57,7 +57,6 @@ References:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -71,6 +70,7 @@ from jaxgen.vae.gaussian import (
     precision_weighted_merge,
     standard_normal_log_prob,
 )
+from jaxgen.vae.iwae import accumulate_log_weights, init_log_weight_stats, log_weight_summary
 
 __all__ = [
     "ladder_elbo_loss",
@@ -282,8 +282,8 @@ def ladder_importance_log_likelihood(
     *,
     num_samples: int,
     chunk_size: int = 100,
-) -> jax.Array:
-    """Importance-weighted estimate ``log 1/K sum_k w_k`` of ``log p(x)``, (B,).
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Importance-weighted estimate ``log 1/K sum_k w_k`` of ``log p(x)``, (B,), and terms.
 
     ``K = num_samples`` top-down posterior samples, evaluated ``chunk_size`` at a time (a
     ``vmap`` over the chunk inside a ``lax.scan`` over chunks, with a running
@@ -313,11 +313,10 @@ def ladder_importance_log_likelihood(
         chunk_key, index = inputs
         lw = jax.vmap(log_weight)(jax.random.split(chunk_key, chunk))  # (chunk, B)
         valid = index * chunk + jnp.arange(chunk) < num_samples
-        lw = jnp.where(valid[:, None], lw.astype(dtype), -jnp.inf)
-        return jnp.logaddexp(acc, jax.nn.logsumexp(lw, axis=0)), None
+        return accumulate_log_weights(acc, lw.astype(dtype), valid), None
 
     dtype = messages[0].mean.dtype
-    init = jnp.full((x.shape[0],), -jnp.inf, dtype)
+    init = init_log_weight_stats(x.shape[0], dtype)
     inputs = (jax.random.split(key, num_chunks), jnp.arange(num_chunks))
-    total, _ = jax.lax.scan(step, init, inputs)
-    return total - math.log(num_samples)
+    stats, _ = jax.lax.scan(step, init, inputs)
+    return log_weight_summary(stats, num_samples)

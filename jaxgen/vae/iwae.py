@@ -17,8 +17,10 @@ as ``K -> inf`` when the weights are bounded; asymptotically
   ``wbar_k = w_k / sum_l w_l`` (in ``[1, K]``; ``K`` exactly when ``q`` is the posterior).
 * :func:`importance_log_likelihood` estimates ``log p(x)`` by ``L_K`` for large ``K``
   (Burda et al. 2016 evaluate with ``K = 5000``) in chunks of ``chunk_size`` draws under
-  ``jax.lax.scan`` with a running ``logaddexp``, so memory does not grow with ``K``.
-* :func:`nats_to_bits_per_dim`: ``bits/dim = nats / (D log 2)``
+  ``jax.lax.scan`` with a running ``logaddexp``, so memory does not grow with ``K``; it
+  returns ``(log_likelihood, terms)`` with the same draws' ``"elbo"``,
+  ``"effective_sample_size"`` and ``"max_log_weight"`` as running statistics.
+* bits/dim of a negative log-likelihood: :func:`jaxgen.core.bits_per_dim` (``nats / (D log 2)``)
   (:func:`jaxgen.core.units.bits_per_dim`).
 
 Random draws (key semantics). The encoder is called once. For ``K`` draws from ``key`` the
@@ -46,7 +48,6 @@ import math
 import jax
 import jax.numpy as jnp
 
-from jaxgen.core.units import bits_per_dim
 from jaxgen.core.validation import check_positive_int
 from jaxgen.vae.elbo import (
     DecoderFn,
@@ -57,7 +58,51 @@ from jaxgen.vae.elbo import (
 )
 from jaxgen.vae.gaussian import DiagonalGaussian, standard_normal_log_prob
 
-__all__ = ["importance_log_likelihood", "iwae_loss", "nats_to_bits_per_dim"]
+__all__ = ["importance_log_likelihood", "iwae_loss"]
+
+# Running statistics of log importance weights over the chunks of a scan, each (B,):
+# (logsumexp_k log w_k, logsumexp_k 2 log w_k, sum_k log w_k, max_k log w_k).
+WeightStats = tuple[jax.Array, jax.Array, jax.Array, jax.Array]
+
+
+def init_log_weight_stats(batch: int, dtype) -> WeightStats:
+    """The statistics of no draws: ``(-inf, -inf, 0, -inf)``, each (B,)."""
+    empty = jnp.full((batch,), -jnp.inf, dtype)
+    return empty, empty, jnp.zeros((batch,), dtype), empty
+
+
+def accumulate_log_weights(
+    stats: WeightStats, log_w: jax.Array, valid: jax.Array | None = None
+) -> WeightStats:
+    """Add a chunk of log weights ``log_w`` (chunk, B) to the running ``stats``; rows with
+    ``valid`` (chunk,) false (padding) are left out."""
+    lse, lse2, total, top = stats
+    if valid is None:
+        masked, zeroed = log_w, log_w
+    else:
+        masked = jnp.where(valid[:, None], log_w, -jnp.inf)
+        zeroed = jnp.where(valid[:, None], log_w, 0.0)
+    return (
+        jnp.logaddexp(lse, jax.nn.logsumexp(masked, axis=0)),
+        jnp.logaddexp(lse2, jax.nn.logsumexp(2.0 * masked, axis=0)),
+        total + jnp.sum(zeroed, axis=0),
+        jnp.maximum(top, jnp.max(masked, axis=0)),
+    )
+
+
+def log_weight_summary(
+    stats: WeightStats, num_samples: int
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """``(logsumexp_k log w_k - log K, terms)`` from the running ``stats`` of ``K`` draws, with
+    the terms ``"elbo"`` (mean log weight), ``"effective_sample_size"`` (``(sum w)^2 / sum
+    w^2 = exp(2 lse - lse2)``) and ``"max_log_weight"``, each (B,)."""
+    lse, lse2, total, top = stats
+    terms = {
+        "elbo": total / num_samples,
+        "effective_sample_size": jnp.exp(2.0 * lse - lse2),
+        "max_log_weight": top,
+    }
+    return lse - math.log(num_samples), terms
 
 
 def _check_x(x: jax.Array) -> jax.Array:
@@ -138,13 +183,22 @@ def importance_log_likelihood(
     *,
     num_samples: int,
     chunk_size: int = 100,
-) -> jax.Array:
+) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Importance-sampled ``log p(x) ~= L_K``, ``K = num_samples``, (B,), in chunks.
 
     ``num_samples`` must be a multiple of ``chunk_size``; chunk ``c`` draws from
     ``jax.random.fold_in(key, c)`` (module doc). Peak memory is that of ``chunk_size`` draws.
     Meant for evaluation: a lower bound on ``log p(x)`` in expectation, with bias
     ``~ Var[w / p(x)] / (2 K)``.
+
+    Returns:
+      ``(log_likelihood, terms)``: ``log_likelihood = logsumexp_k(log w_k) - log K`` (B,)
+      (a log-likelihood, not a loss: higher is better) and ``terms``, each (B,), accumulated
+      over the same ``K`` draws by the running scan (no extra network evaluation):
+      ``"elbo"`` ``mean_k log w_k`` (an unbiased ELBO estimate, ``<= log_likelihood``);
+      ``"effective_sample_size"`` ``(sum_k w_k)^2 / sum_k w_k^2`` in ``[1, K]`` (``K``
+      exactly when every weight is equal, e.g. ``q`` is the posterior; near 1 when one draw
+      dominates and the estimate is unreliable); ``"max_log_weight"`` ``max_k log w_k``.
     """
     num_samples = check_positive_int(num_samples, "num_samples")
     chunk_size = check_positive_int(chunk_size, "chunk_size")
@@ -157,18 +211,13 @@ def importance_log_likelihood(
     check_posterior(posterior, x)
     dtype = jnp.result_type(posterior.mean)
 
-    def step(acc: jax.Array, chunk: jax.Array) -> tuple[jax.Array, None]:
+    def step(acc: WeightStats, chunk: jax.Array) -> tuple[WeightStats, None]:
         log_w = _log_weights(
             posterior, decoder_fn, log_likelihood_fn, x, jax.random.fold_in(key, chunk), chunk_size
         )
-        return jnp.logaddexp(acc, jax.nn.logsumexp(log_w, axis=0).astype(acc.dtype)), None
+        return accumulate_log_weights(acc, log_w.astype(dtype)), None
 
-    init = jnp.full((x.shape[0],), -jnp.inf, dtype)
-    log_sum, _ = jax.lax.scan(step, init, jnp.arange(num_samples // chunk_size))
-    return log_sum - math.log(num_samples)
+    init = init_log_weight_stats(x.shape[0], dtype)
+    stats, _ = jax.lax.scan(step, init, jnp.arange(num_samples // chunk_size))
+    return log_weight_summary(stats, num_samples)
 
-
-def nats_to_bits_per_dim(nats: jax.Array, num_dims: int) -> jax.Array:
-    """``nats / (num_dims log 2)``: a per-example value in nats as bits per data dimension
-    (:func:`jaxgen.core.units.bits_per_dim`; pass a negative log-likelihood)."""
-    return bits_per_dim(nats, num_dims)

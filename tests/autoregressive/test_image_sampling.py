@@ -29,7 +29,8 @@ from flax import nnx
 from scipy.special import softmax
 
 from jaxgen import core
-from jaxgen.autoregressive.image_sampling import bits_per_dim, image_log_prob, sample_image
+from jaxgen.autoregressive.image_sampling import image_log_prob, sample_image
+from jaxgen.core import bits_per_dim
 from jaxgen.nets.pixelcnn import GatedPixelCNN
 from tests.diffusion.stats import bonferroni_z
 
@@ -171,7 +172,7 @@ def test_image_log_prob_checks_its_inputs():
 def test_bits_per_dim_of_a_uniform_model_is_log2_of_the_levels(x64):
     logits = np.zeros((3, 8, 8, 1, 17))  # the digits: 64 dimensions, 17 levels
     x = np.random.default_rng(1).integers(0, 17, size=(3, 8, 8, 1))
-    log_prob, bpd = jax.jit(lambda lg, v: (lp := image_log_prob(lg, v), bits_per_dim(lp, 64)))(
+    log_prob, bpd = jax.jit(lambda lg, v: (lp := image_log_prob(lg, v), bits_per_dim(-lp, 64)))(
         logits, x
     )
     err = float(np.max(np.abs(np.asarray(bpd) - math.log2(17))))

@@ -1,4 +1,4 @@
-"""Token losses (``jaxgen.autoregressive.losses``) against hand-computed references.
+"""Autoregressive losses (``jaxgen.autoregressive.losses``) against hand-computed references.
 
 * ``token_cross_entropy`` equals ``-sum_t [l_t[x_t] - log sum_v exp l_t[v]]`` written with
   ``math.exp`` / ``math.log`` loops, with and without a mask (float64); its terms are the
@@ -6,6 +6,10 @@
 * The shift convention: a bigram (Markov-chain) model scored through ``shift_right`` gives
   exactly ``-log pi(x_0) - sum_t log A[x_{t-1}, x_t]``; scoring the unshifted tokens does not.
 * Uniform logits give ``T log V`` nats, i.e. ``log2 V`` bits per token / per pixel.
+* ``image_nll`` (PixelCNN's objective) is ``-log p(x)`` of a tiny image with the categorical
+  probabilities written out by hand, and the hand log-softmax sum over every position of a
+  random (B, H, W, C, L) logit array (float64); its ``bits_per_dim`` divides by ``H W C log 2``;
+  it equals ``token_cross_entropy`` of the raster-order flattening; it is jittable.
 Every check has a negative control that fails it.
 """
 
@@ -13,10 +17,12 @@ from __future__ import annotations
 
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxgen.autoregressive import image_nll
 from jaxgen.autoregressive.losses import (
     bits_per_dim,
     bits_per_token,
@@ -126,3 +132,53 @@ def test_bad_inputs_raise():
         shift_right(jnp.zeros((3,), jnp.int32), bos=1)
     with pytest.raises(ValueError, match="bos"):
         shift_right(jnp.zeros((1, 3), jnp.int32), bos=-1)
+
+
+def test_image_nll_of_a_tiny_image_is_its_categorical_log_likelihood(x64):
+    """A 1x2x2 image (H=1, W=2, C=2), L=3 levels, probabilities chosen by hand:
+    ``-log p(x) = -log(0.5 * 0.6 * 0.2 * 0.7)``."""
+    probs = np.array(
+        [
+            [
+                [[0.5, 0.25, 0.25], [0.1, 0.6, 0.3]],  # pixel (0, 0): channels 0, 1
+                [[0.2, 0.2, 0.6], [0.1, 0.2, 0.7]],  # pixel (0, 1)
+            ]
+        ]
+    )[None]  # (1, 1, 2, 2, 3)
+    x = np.array([[[[0, 1], [0, 2]]]])  # (1, 1, 2, 2): p = 0.5, 0.6, 0.2, 0.7
+    nll, terms = image_nll(jnp.asarray(np.log(probs)), jnp.asarray(x))
+    by_hand = -math.log(0.5 * 0.6 * 0.2 * 0.7)
+    assert nll.shape == (1,) and set(terms) == {"bits_per_dim"}
+    assert abs(float(nll[0]) - by_hand) < 1e-12
+    assert abs(float(terms["bits_per_dim"][0]) - by_hand / (4 * math.log(2))) < 1e-12
+    # Unnormalised logits (a constant added per position) give the same likelihood.
+    shifted = np.log(probs) + np.arange(4.0).reshape(1, 1, 2, 2, 1)
+    assert abs(float(image_nll(jnp.asarray(shifted), jnp.asarray(x))[0][0]) - by_hand) < 1e-12
+    # Negative control: other levels (p = 0.25, 0.3, 0.6, 0.1) are another number.
+    other, _ = image_nll(jnp.asarray(np.log(probs)), jnp.asarray([[[[1, 2], [2, 0]]]]))
+    assert abs(float(other[0]) + math.log(0.25 * 0.3 * 0.6 * 0.1)) < 1e-12
+    assert abs(float(other[0]) - by_hand) > 1.0
+
+
+def test_image_nll_matches_hand_log_softmax_and_the_token_loss(x64):
+    rng = np.random.default_rng(3)
+    logits = 2.0 * rng.normal(size=(3, 2, 3, 2, 5))  # (B, H, W, C, L)
+    x = rng.integers(0, 5, size=(3, 2, 3, 2))
+    flat_logits, flat_x = logits.reshape(3, 12, 5), x.reshape(3, 12)
+    by_hand = _hand_nll(flat_logits, flat_x, np.ones((3, 12)))  # raster order, channels inner
+
+    nll, terms = jax.jit(image_nll)(jnp.asarray(logits), jnp.asarray(x))
+    err = float(np.max(np.abs(np.asarray(nll) - by_hand)))
+    print(f"|image_nll - hand| <= {err:.1e}")
+    assert err < 1e-12, err
+    np.testing.assert_allclose(terms["bits_per_dim"], by_hand / (12 * math.log(2)), rtol=1e-12)
+    token_nll, token_terms = token_cross_entropy(jnp.asarray(flat_logits), jnp.asarray(flat_x))
+    np.testing.assert_allclose(nll, token_nll, rtol=1e-12)
+    np.testing.assert_allclose(terms["bits_per_dim"], token_terms["bits_per_token"], rtol=1e-12)
+    # Negative controls: wrong levels, or another position's logits, change the values.
+    wrong, _ = image_nll(jnp.asarray(logits), jnp.asarray((x + 1) % 5))
+    assert np.min(np.abs(np.asarray(wrong) - by_hand)) > 0.1
+    swapped, _ = image_nll(jnp.asarray(logits[:, ::-1]), jnp.asarray(x))
+    assert np.max(np.abs(np.asarray(swapped) - by_hand)) > 0.1
+    with pytest.raises(ValueError, match="0..4"):
+        image_nll(jnp.asarray(logits), jnp.asarray(x + 5))

@@ -43,7 +43,9 @@ def _cdf2(x):
 
 @jax.jit
 def _inpaint(key, mixture, sde, data, mask):
-    return pc_inpaint(mixture_score_fn(mixture, sde), sde, key, data, mask, **PC_OPTIONS)
+    return pc_inpaint(
+        mixture_score_fn(mixture, sde), sde, key, data.shape, data=data, mask=mask, **PC_OPTIONS
+    )
 
 
 @pytest.mark.parametrize("sde", [VPSDE(), SubVPSDE(), VESDE()], ids=["vp", "subvp", "ve"])
@@ -80,7 +82,14 @@ def test_inpainting_known_entries_exact_for_any_mask_layout():
     for mask in (per_example, jnp.array([0.0, 1.0])):
         for denoise in (True, False):
             out = pc_inpaint(
-                score_fn, sde, jax.random.key(2), data, mask, num_steps=30, denoise=denoise
+                score_fn,
+                sde,
+                jax.random.key(2),
+                data.shape,
+                data=data,
+                mask=mask,
+                num_steps=30,
+                denoise=denoise,
             )
             known = jnp.broadcast_to(mask, data.shape).astype(bool)
             np.testing.assert_array_equal(
@@ -95,16 +104,23 @@ def test_inpainting_validation():
     score_fn = mixture_score_fn(PRODUCT, sde)
     key = jax.random.key(0)
     data = jnp.zeros((4, 2))
+    inpaint = functools.partial(pc_inpaint, score_fn, sde, key, num_steps=30)
     with pytest.raises(ValueError, match="broadcast"):
-        pc_inpaint(score_fn, sde, key, data, jnp.ones((3,)), num_steps=30)
+        inpaint((4, 2), data=data, mask=jnp.ones((3,)))
     with pytest.raises(ValueError, match="broadcast"):
-        pc_inpaint(score_fn, sde, key, data, jnp.ones((2, 4, 2)), num_steps=30)
+        inpaint((4, 2), data=data, mask=jnp.ones((2, 4, 2)))
     with pytest.raises(ValueError, match="0 .*1"):
-        pc_inpaint(score_fn, sde, key, data, jnp.array([0.5, 1.0]), num_steps=30)
+        inpaint((4, 2), data=data, mask=jnp.array([0.5, 1.0]))
     with pytest.raises(ValueError, match="B, \\*event"):
-        pc_inpaint(score_fn, sde, key, jnp.zeros((2,)), jnp.ones((2,)), num_steps=30)
+        inpaint((2,), data=jnp.zeros((2,)), mask=jnp.ones((2,)))
     with pytest.raises(ValueError, match="predictor"):
-        pc_inpaint(score_fn, sde, key, data, jnp.ones((2,)), num_steps=30, predictor="x")
+        inpaint((4, 2), data=data, mask=jnp.ones((2,)), predictor="x")
+    # The size is the positional `shape`; it must be the data's (both shapes named).
+    for wrong in ((8, 2), (4, 3), (4, 2, 1)):
+        with pytest.raises(ValueError, match=rf"shape \({wrong[0]}, .*\(4, 2\)"):
+            inpaint(wrong, data=data, mask=jnp.ones((2,)))
+    with pytest.raises(ValueError, match="positive"):
+        inpaint((0, 2), data=data, mask=jnp.ones((2,)))
 
 
 # Synthetic 2x2 RGB images: a flat colour from a palette whose gray values (channel means)
@@ -137,7 +153,9 @@ def _nearest_colour(images):
 @functools.partial(jax.jit, static_argnames=("conditional",))
 def _colour(key, gray, sde, *, conditional):
     if conditional:
-        return pc_colorize(_image_score(sde), sde, key, gray, **PC_OPTIONS)
+        return pc_colorize(
+            _image_score(sde), sde, key, (gray.shape[0], *IMAGE_SHAPE), gray=gray, **PC_OPTIONS
+        )
     return pc_sample(_image_score(sde), sde, key, (gray.shape[0], *IMAGE_SHAPE), **PC_OPTIONS)
 
 
@@ -180,10 +198,18 @@ def test_colorization_gray_shapes_and_basis():
         return -x / (1.0 + jnp.square(sde.sigma(t)))[:, None, None, None]
 
     gray = jnp.linspace(-0.4, 0.4, 8).reshape(2, 2, 2)
-    a = pc_colorize(score_fn, sde, jax.random.key(0), gray, num_steps=10)
-    b = pc_colorize(score_fn, sde, jax.random.key(0), gray[..., None], num_steps=10)
+    colorize = functools.partial(pc_colorize, score_fn, sde, jax.random.key(0), num_steps=10)
+    a = colorize((2, 2, 2, 3), gray=gray)
+    b = colorize((2, 2, 2, 3), gray=gray[..., None])
     np.testing.assert_array_equal(a.samples, b.samples)
+    assert a.samples.shape == (2, 2, 2, 3)
     with pytest.raises(ValueError, match="B, H, W, 1"):
-        pc_colorize(score_fn, sde, jax.random.key(0), gray[..., None, None], num_steps=10)
+        colorize((2, 2, 2, 3), gray=gray[..., None, None])
     with pytest.raises(ValueError, match="B, H, W, 1"):
-        pc_colorize(score_fn, sde, jax.random.key(0), jnp.zeros((2, 2, 2, 3)), num_steps=10)
+        colorize((2, 2, 2, 3), gray=jnp.zeros((2, 2, 2, 3)))
+    # `shape` is the samples' (B, H, W, 3): the gray's (B, H, W) with 3 channels.
+    for wrong in ((2, 2, 2, 1), (2, 2, 2), (4, 2, 2, 3), (2, 3, 2, 3)):
+        with pytest.raises(ValueError, match=r"shape \(.*\(2, 2, 2, 3\).*\(2, 2, 2\)"):
+            colorize(wrong, gray=gray)
+    with pytest.raises(ValueError, match=r"\(4, 2, 2, 3\).*\(2, 2, 2, 3\).*\(2, 2, 2, 1\)"):
+        colorize((4, 2, 2, 3), gray=gray[..., None])  # names the gray as given

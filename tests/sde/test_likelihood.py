@@ -232,7 +232,8 @@ def test_dequantized_bound_vs_exact_discrete_probability(x64):
         x = jnp.asarray(np.repeat(points, reps, axis=0))
         bpd, terms = _bits_per_dim(sde, mixture, x, jax.random.key(5))
         offset = dim * math.log(WIDTH)
-        assert float(terms["offset"]) == pytest.approx(offset, rel=1e-12)
+        assert terms["offset"].shape == (x.shape[0],)  # per example, like every term
+        np.testing.assert_allclose(terms["offset"], offset, rtol=1e-12)
         assert likelihood.dequantization_offset(NUM_LEVELS, dim) == pytest.approx(offset)
         np.testing.assert_allclose(bpd, -(terms["log_p"] + offset) / (dim * LN2), rtol=1e-12)
         assert float(jnp.max(jnp.abs(terms["z"] - x))) > 1.0  # dequantised, solved inputs
@@ -441,7 +442,8 @@ def test_discrete_data_scored_as_continuous_warn_from_inside_jit():
     bpd, terms = _continuous_bpd(jnp.asarray(continuous, jnp.float32))
     exact = 0.5 * np.sum(continuous**2, axis=1) + 1.5 * math.log(2 * math.pi)
     np.testing.assert_allclose(bpd, exact / (3 * LN2), rtol=1e-4)
-    assert float(terms["offset"]) == 0.0
+    assert terms["offset"].shape == (8,)  # per example, like every term
+    np.testing.assert_array_equal(terms["offset"], 0.0)
     # A grid finer than 256 levels is not flagged (the check's stated range).
     fine = rng.integers(0, 1024, size=(8, 3)) / 511.5 - 1.0
     assert _discrete_warnings(jnp.asarray(fine, jnp.float32)) == []

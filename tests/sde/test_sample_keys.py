@@ -67,13 +67,14 @@ SAMPLERS = {  # (score_fn, sde, key, batch, index of the first example)
     ),
     "edm_churn": lambda s, sde, k, n, i: edm_sample(s, sde, k, (n, 2), num_steps=6, churn=5.0),
     "pc_inpaint": lambda s, sde, k, n, i: pc_inpaint(
-        s, sde, k, _rows_of(DATA, i, n), jnp.array([1.0, 0.0]), num_steps=10
+        s, sde, k, (n, 2), data=_rows_of(DATA, i, n), mask=jnp.array([1.0, 0.0]), num_steps=10
     ),
     "pc_colorize": lambda s, sde, k, n, i: pc_colorize(
         lambda x, t: -x / (1.0 + jnp.square(sde.sigma(t)))[:, None, None, None],
         sde,
         k,
-        _rows_of(GRAY, i, n),
+        (n, 2, 2, 3),
+        gray=_rows_of(GRAY, i, n),
         num_steps=10,
     ),
 }

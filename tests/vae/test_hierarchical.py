@@ -242,18 +242,25 @@ def test_exact_messages_give_constant_importance_weights(x64, num_layers):
     x = _data(6, seed=num_layers)
     logp = log_marginal(x, num_layers)
     # K = 10 in chunks of 3 (a padded last chunk): logsumexp of K equal weights - log K.
-    est = _iwae(exact_messages(num_layers), x, jax.random.key(0), k=10, chunk=3)
+    est, terms = _iwae(exact_messages(num_layers), x, jax.random.key(0), k=10, chunk=3)
     err = float(np.max(np.abs(np.asarray(est) - logp)))
     print(f"L={num_layers}: max |log p^_K - log p(x)| = {err:.1e}")
     assert err < 1e-8
+    # Equal weights: ESS = K (the 2 padded draws of the last chunk are left out), and the
+    # mean and max log weight are log p(x).
+    np.testing.assert_allclose(terms["effective_sample_size"], 10.0, rtol=1e-8)
+    np.testing.assert_allclose(terms["elbo"], logp, rtol=1e-8, atol=1e-8)
+    np.testing.assert_allclose(terms["max_log_weight"], logp, rtol=1e-8, atol=1e-8)
     # Negative control: a likelihood factor as the top message drops p(z_L) -> not exact.
     for bad in [exact_messages(num_layers, top="factor")] + (
         [exact_messages(num_layers, first="posterior")] if num_layers > 1 else []
     ):
-        est = _iwae(bad, x, jax.random.key(9), k=10, chunk=3)
+        est, terms = _iwae(bad, x, jax.random.key(9), k=10, chunk=3)
         err = float(np.max(np.abs(np.asarray(est) - logp)))
         print(f"L={num_layers} broken message: max |log p^_K - log p(x)| = {err:.2f}")
         assert err > 1e-2
+        ess = np.asarray(terms["effective_sample_size"])
+        assert np.all((ess >= 1.0) & (ess < 10.0 - 1e-3)), ess  # unequal weights
 
 
 def test_exact_messages_elbo_per_sample_and_in_mean(x64):
@@ -327,8 +334,16 @@ def test_importance_estimate_converges_with_k(x64):
     z_max = bonferroni_z(2 * 5)
     gaps = {}
     for seed, (k, chunk) in enumerate([(1, 1), (1000, 100)]):
-        est = _iwae(params, x, jax.random.key(20 + seed), k=k, chunk=chunk)
+        est, terms = _iwae(params, x, jax.random.key(20 + seed), k=k, chunk=chunk)
         est = np.asarray(est).reshape(2, reps).T
+        # Same draws: mean log weight <= max log weight; logmeanexp in between; ESS in [1, K].
+        elbo, top = np.asarray(terms["elbo"]), np.asarray(terms["max_log_weight"])
+        flat, ess = est.T.reshape(-1), np.asarray(terms["effective_sample_size"])
+        assert np.all(elbo <= flat + 1e-12) and np.all(flat <= top + 1e-12)
+        assert np.all((ess >= 1.0 - 1e-12) & (ess <= k + 1e-9))
+        if k == 1:  # one draw: every statistic is its log weight
+            np.testing.assert_allclose(elbo, flat, rtol=1e-12)
+            np.testing.assert_allclose(top, flat, rtol=1e-12)
         gaps[k] = logp - est.mean(0)
         z_unbiased = _z(np.exp(est - logp), 1.0)  # E[p^_K] = p(x)
         print(f"K={k}: gap {np.round(gaps[k], 4)}, z(E[p^/p] = 1) {np.round(z_unbiased, 2)}")
@@ -429,10 +444,12 @@ def test_shapes_terms_and_float32_dtypes():
     assert loss.shape == (4,) and loss.dtype == jnp.float32
     assert set(terms) == {"reconstruction", "kl", "kl_1", "kl_2", "kl_3", "elbo"}
     assert all(v.shape == (4,) and v.dtype == jnp.float32 for v in terms.values())
-    est = jax.eval_shape(
+    est, est_terms = jax.eval_shape(
         functools.partial(_iwae, k=10, chunk=3), exact_messages(3), x, jax.random.key(1)
     )
     assert est.shape == (4,) and est.dtype == jnp.float32
+    assert set(est_terms) == {"elbo", "effective_sample_size", "max_log_weight"}
+    assert all(v.shape == (4,) and v.dtype == jnp.float32 for v in est_terms.values())
 
 
 def _trace(fn, *args, **kwargs):

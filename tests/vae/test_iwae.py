@@ -22,10 +22,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxgen.core import bits_per_dim
 from jaxgen.distributions.linear_gaussian import ProbabilisticPCA
+from jaxgen.vae import iwae
 from jaxgen.vae.elbo import elbo_loss
 from jaxgen.vae.gaussian import DiagonalGaussian
-from jaxgen.vae.iwae import importance_log_likelihood, iwae_loss, nats_to_bits_per_dim
+from jaxgen.vae.iwae import importance_log_likelihood, iwae_loss
 from jaxgen.vae.likelihoods import log_likelihood
 from tests.diffusion.stats import bonferroni_z
 
@@ -193,7 +195,7 @@ def test_importance_log_likelihood_matches_exact_log_evidence(x64):
     log_std, e_w2, _ = _widened_q(cov)
     log_std = jnp.asarray(log_std)
     num, reps = 2000, 100
-    est = _log_px(
+    est, _ = _log_px(
         model, mean, log_std, x, jax.random.key(5), reps=reps, num_samples=num, chunk_size=100
     )
     err = np.asarray(est) - np.tile(np.asarray(log_px), reps)
@@ -220,7 +222,7 @@ def test_chunking_is_a_running_logsumexp_over_fold_in_keys(x64):
     model, x, _, mean, cov = _model_and_posterior(False)
     log_std = jnp.asarray(_widened_q(cov)[0])
     key, num, chunk = jax.random.key(7), 300, 100
-    got = _log_px(model, mean, log_std, x, key, reps=1, num_samples=num, chunk_size=chunk)
+    got, _ = _log_px(model, mean, log_std, x, key, reps=1, num_samples=num, chunk_size=chunk)
     bounds = [
         _iwae(model, mean, log_std, x, jax.random.fold_in(key, c), reps=1, num_samples=chunk)[1][
             "iwae_bound"
@@ -230,11 +232,59 @@ def test_chunking_is_a_running_logsumexp_over_fold_in_keys(x64):
     direct = jax.nn.logsumexp(jnp.stack(bounds) + math.log(chunk), axis=0) - math.log(num)
     err = float(jnp.max(jnp.abs(got - direct)))
     assert err < 1e-12, err
-    one = _log_px(model, mean, log_std, x, key, reps=1, num_samples=chunk, chunk_size=chunk)
+    one, one_terms = _log_px(
+        model, mean, log_std, x, key, reps=1, num_samples=chunk, chunk_size=chunk
+    )
     np.testing.assert_allclose(one, bounds[0], rtol=1e-13)
+    # One chunk: the terms are iwae_loss's on the same draws.
+    _, chunk_terms = _iwae(
+        model, mean, log_std, x, jax.random.fold_in(key, 0), reps=1, num_samples=chunk
+    )
+    for name in ("elbo", "effective_sample_size"):
+        np.testing.assert_allclose(one_terms[name], chunk_terms[name], rtol=1e-12, err_msg=name)
     same_key = [bounds[0]] * (num // chunk)
     wrong = jax.nn.logsumexp(jnp.stack(same_key) + math.log(chunk), axis=0) - math.log(num)
     assert float(jnp.min(jnp.abs(got - wrong))) > 1e-6
+
+
+def test_importance_terms_are_the_statistics_of_all_chunks_log_weights(x64):
+    """Over K = 300 draws in chunks of 100: "elbo" is the mean, "max_log_weight" the max and
+    "effective_sample_size" (sum w)^2 / sum w^2 of the log weights recomputed by hand from
+    each chunk's fold_in key; log_likelihood >= elbo and 1 <= ESS <= K. With the exact
+    posterior every weight is p(x): ESS = K and elbo = max = log p(x). Negative control:
+    the first chunk's statistics differ from all chunks'."""
+    model, x, _, mean, cov = _model_and_posterior(False)
+    log_std = jnp.asarray(_widened_q(cov)[0])
+    key, num, chunk = jax.random.key(8), 300, 100
+    est, terms = _log_px(model, mean, log_std, x, key, reps=1, num_samples=num, chunk_size=chunk)
+    encoder, decoder = _table_encoder(mean, log_std), _decoder(model)
+    posterior = encoder(x)
+    log_w = np.concatenate(
+        [
+            np.asarray(
+                iwae._log_weights(posterior, decoder, LOG_LIK, x, jax.random.fold_in(key, c), chunk)
+            )
+            for c in range(num // chunk)
+        ]
+    )  # (K, B)
+    w = np.exp(log_w - log_w.max(0))
+    np.testing.assert_allclose(terms["elbo"], log_w.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(terms["max_log_weight"], log_w.max(0), rtol=1e-12)
+    ess = w.sum(0) ** 2 / (w**2).sum(0)
+    np.testing.assert_allclose(terms["effective_sample_size"], ess, rtol=1e-10)
+    np.testing.assert_allclose(est, np.log(w.mean(0)) + log_w.max(0), rtol=1e-12)  # logmeanexp
+    assert np.all(np.asarray(est) >= np.asarray(terms["elbo"]))
+    assert np.all((ess >= 1.0) & (ess <= num)) and ess.max() < 0.95 * num
+    w0 = w[:chunk]
+    assert np.min(np.abs(w0.sum(0) ** 2 / (w0**2).sum(0) - ess)) > 1.0
+    # Exact posterior (orthogonal W): constant weights.
+    model, x, log_px, mean, cov = _model_and_posterior(True)
+    exact = 0.5 * jnp.log(jnp.diag(cov))
+    est, terms = _log_px(model, mean, exact, x, key, reps=1, num_samples=num, chunk_size=chunk)
+    np.testing.assert_allclose(est, log_px, rtol=1e-10)
+    np.testing.assert_allclose(terms["effective_sample_size"], float(num), rtol=1e-8)
+    np.testing.assert_allclose(terms["elbo"], log_px, rtol=1e-10)
+    np.testing.assert_allclose(terms["max_log_weight"], log_px, rtol=1e-10)
 
 
 def _largest_intermediate(closed_jaxpr) -> int:
@@ -280,13 +330,13 @@ def test_chunked_memory_does_not_grow_with_k():
     assert unchunked == 4000 * batch * DATA_DIM
 
 
-def test_nats_to_bits_per_dim():
+def test_bits_per_dim_of_a_negative_log_likelihood():
     nats = jnp.array([1.0, 100.0])
     np.testing.assert_allclose(
-        nats_to_bits_per_dim(nats, 784), np.log2(np.e) * nats / 784, rtol=1e-6
+        bits_per_dim(nats, 784), np.log2(np.e) * nats / 784, rtol=1e-6
     )
     with pytest.raises(ValueError, match="num_dims must be an integer >= 1"):
-        nats_to_bits_per_dim(nats, 0)
+        bits_per_dim(nats, 0)
 
 
 def test_errors():
@@ -319,8 +369,12 @@ def test_errors():
         "elbo": (3,),
         "effective_sample_size": (3,),
     }
-    est = jax.eval_shape(
+    est, terms = jax.eval_shape(
         functools.partial(importance_log_likelihood, encoder, decoder, LOG_LIK, num_samples=20,
                           chunk_size=5), x, key
     )  # fmt: skip
-    assert est.shape == (3,)
+    assert est.shape == (3,) and {k: v.shape for k, v in terms.items()} == {
+        "elbo": (3,),
+        "effective_sample_size": (3,),
+        "max_log_weight": (3,),
+    }

@@ -28,10 +28,15 @@ isotropic with a linear drift, ``Q^T x_t`` is the same SDE and its score is
 ``Q^T s(Q c, t)``. Colorization inpaints ``c_1, c_2`` given ``c_0 = sqrt(3) gray`` and maps
 back with ``rgb = Q c``; the output's channel mean equals the input gray (to rounding).
 
-Under ``jax.jit`` the same arguments as for :func:`pc_sample` must be static (``num_steps``,
-``predictor``, ``corrector``, ``num_corrector_steps``, ``langevin_step``, ``denoise``);
-``data``, ``mask`` and ``gray`` may be traced (mask values are then taken as nonzero =
-known without the 0/1 check).
+Both follow the samplers' convention ``fn(score_fn, sde, key, shape, *, options)``: ``shape``
+is the samples' ``(B, *event)`` (``(B, H, W, 3)`` for colorization) and must agree with the
+keyword-only conditioning data (``data`` and ``mask``, or ``gray``); a mismatch raises a
+``ValueError`` naming both shapes.
+
+Under ``jax.jit`` the same arguments as for :func:`pc_sample` must be static (``shape``,
+``num_steps``, ``predictor``, ``corrector``, ``num_corrector_steps``, ``langevin_step``,
+``denoise``); ``data``, ``mask`` and ``gray`` may be traced (mask values are then taken as
+nonzero = known without the 0/1 check).
 
 Reference:
   Song, Sohl-Dickstein, Kingma, Kumar, Ermon, Poole. Score-Based Generative Modeling through
@@ -40,12 +45,15 @@ Reference:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxgen.core import sampling
 from jaxgen.core.sampling import SamplerOutput
+from jaxgen.core.validation import check_sample_shape
 from jaxgen.sde.samplers.euler_maruyama import resolve_t_min, tweedie_denoise
 from jaxgen.sde.samplers.predictor_corrector import _check_pc_options, pc_loop, pc_nfe
 from jaxgen.sde.sdes import SDE, ScoreFn
@@ -81,13 +89,24 @@ def _check_mask(mask: jax.Array, data: jax.Array) -> jax.Array:
     return jnp.broadcast_to(mask != 0, data.shape)
 
 
+def _check_shape(shape: Sequence[int], expected: tuple[int, ...], fn: str, what: str) -> None:
+    """``shape`` (the samples' ``(B, *event)``) must equal ``expected``, the shape the
+    conditioning data give the samples."""
+    shape = check_sample_shape(shape)
+    if shape != expected:
+        raise ValueError(
+            f"{fn}: shape {shape} does not match the samples' shape {expected} given by {what}."
+        )
+
+
 def pc_inpaint(
     score_fn: ScoreFn,
     sde: SDE,
     key: jax.Array,
+    shape: Sequence[int],
+    *,
     data: jax.Array,
     mask: jax.Array,
-    *,
     num_steps: int = 1000,
     predictor: str = "reverse_diffusion",
     corrector: str = "langevin",
@@ -104,8 +123,10 @@ def pc_inpaint(
       sde: the forward SDE.
       key: one ``jax.random.key`` or ``(B,)`` per-example keys; example ``b``'s key alone
         gives all of its randomness.
-      data: ``(B, *event)``; only the known entries are read.
-      mask: 1 = known, 0 = unknown; any shape that broadcasts to ``data``'s.
+      shape: ``(B, *event)``, the samples' shape (static); must equal ``data``'s shape
+        (``ValueError`` naming both otherwise).
+      data: ``(B, *event)``, keyword-only; only the known entries are read.
+      mask: keyword-only; 1 = known, 0 = unknown; any shape that broadcasts to ``data``'s.
       num_steps, predictor, corrector, snr, num_corrector_steps, langevin_step, t_min,
         denoise: as :func:`jaxgen.sde.samplers.predictor_corrector.pc_sample`.
 
@@ -116,6 +137,7 @@ def pc_inpaint(
     data = jnp.asarray(data)
     if data.ndim < 2:
         raise ValueError(f"data must have shape (B, *event), got {data.shape}.")
+    _check_shape(shape, data.shape, "pc_inpaint", f"data of shape {data.shape}")
     data = data.astype(jnp.result_type(float))
     known = _check_mask(mask, data)
     _check_pc_options(sde, num_steps, predictor, corrector, num_corrector_steps, snr, langevin_step)
@@ -158,8 +180,9 @@ def pc_colorize(
     score_fn: ScoreFn,
     sde: SDE,
     key: jax.Array,
-    gray: jax.Array,
+    shape: Sequence[int],
     *,
+    gray: jax.Array,
     num_steps: int = 1000,
     predictor: str = "reverse_diffusion",
     corrector: str = "langevin",
@@ -175,8 +198,10 @@ def pc_colorize(
       score_fn: ``score_fn(x, t)`` of the unconditional RGB model, ``x (B, H, W, 3)``.
       sde: the forward SDE.
       key: one ``jax.random.key`` or ``(B,)`` per-example keys (as :func:`pc_inpaint`).
-      gray: ``(B, H, W, 1)`` or ``(B, H, W)``, in the model's data scale (the gray value
-        of a colour pixel is its channel mean).
+      shape: ``(B, H, W, 3)``, the samples' shape (static); must equal ``gray``'s
+        ``(B, H, W)`` with 3 channels (``ValueError`` naming both otherwise).
+      gray: ``(B, H, W, 1)`` or ``(B, H, W)``, keyword-only, in the model's data scale (the
+        gray value of a colour pixel is its channel mean).
       num_steps, predictor, corrector, snr, num_corrector_steps, langevin_step, t_min,
         denoise: as :func:`jaxgen.sde.samplers.predictor_corrector.pc_sample`.
 
@@ -185,10 +210,12 @@ def pc_colorize(
       rounding); ``nfe`` as :func:`pc_sample`'s.
     """
     gray = jnp.asarray(gray)
+    given = gray.shape
     if gray.ndim == 4 and gray.shape[-1] == 1:
         gray = gray[..., 0]
     if gray.ndim != 3:
-        raise ValueError(f"gray must have shape (B, H, W, 1) or (B, H, W), got {gray.shape}.")
+        raise ValueError(f"gray must have shape (B, H, W, 1) or (B, H, W), got {given}.")
+    _check_shape(shape, (*gray.shape, 3), "pc_colorize", f"gray of shape {given}")
     dtype = jnp.result_type(float)
     gray = gray.astype(dtype)
     basis = jnp.asarray(COLOR_BASIS, dtype=dtype)
@@ -206,8 +233,9 @@ def pc_colorize(
         decoupled_score,
         sde,
         key,
-        data,
-        mask,
+        data.shape,
+        data=data,
+        mask=mask,
         num_steps=num_steps,
         predictor=predictor,
         corrector=corrector,
