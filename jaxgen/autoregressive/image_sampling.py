@@ -133,4 +133,3 @@ def sample_image(
 
     levels = jax.lax.fori_loop(0, num_dims, body, jnp.zeros(shape, jnp.int32))
     return SamplerOutput(levels, num_dims)
-

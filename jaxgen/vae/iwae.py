@@ -220,4 +220,3 @@ def importance_log_likelihood(
     init = init_log_weight_stats(x.shape[0], dtype)
     stats, _ = jax.lax.scan(step, init, jnp.arange(num_samples // chunk_size))
     return log_weight_summary(stats, num_samples)
-

@@ -332,9 +332,7 @@ def test_chunked_memory_does_not_grow_with_k():
 
 def test_bits_per_dim_of_a_negative_log_likelihood():
     nats = jnp.array([1.0, 100.0])
-    np.testing.assert_allclose(
-        bits_per_dim(nats, 784), np.log2(np.e) * nats / 784, rtol=1e-6
-    )
+    np.testing.assert_allclose(bits_per_dim(nats, 784), np.log2(np.e) * nats / 784, rtol=1e-6)
     with pytest.raises(ValueError, match="num_dims must be an integer >= 1"):
         bits_per_dim(nats, 0)
 
