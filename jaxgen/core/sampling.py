@@ -32,6 +32,7 @@ from jaxgen.core.validation import check_positive_int, check_sample_shape, is_co
 __all__ = [
     "SamplerOutput",
     "as_example_keys",
+    "cyclic_labels",
     "example_keys",
     "initial_and_step_keys",
     "normal",
@@ -102,6 +103,15 @@ def as_example_keys(key: jax.Array, batch_size: int) -> jax.Array:
             )
         return key
     return example_keys(key, batch_size)
+
+
+def cyclic_labels(num_examples: int, num_classes: int, *, start: int | jax.Array = 0) -> jax.Array:
+    """Class labels ``(start + i) mod num_classes`` of a class-conditional draw: like its
+    noise, example ``i``'s class depends only on its index (a grid of ``num_classes``
+    columns shows one class per column)."""
+    num_examples = check_positive_int(num_examples, "num_examples")
+    num_classes = check_positive_int(num_classes, "num_classes")
+    return (jnp.arange(num_examples) + start) % num_classes
 
 
 def normal(keys: jax.Array, event_shape: Sequence[int], dtype=None) -> jax.Array:

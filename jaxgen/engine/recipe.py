@@ -58,7 +58,7 @@ from typing import Any, ClassVar
 import jax
 import numpy as np
 
-from jaxgen.config import ExperimentConfig
+from jaxgen.config import ConfigError, ExperimentConfig
 from jaxgen.core.sampling import SamplerOutput
 from jaxgen.engine import sharding
 from jaxgen.engine.optimizer import make_optimizer
@@ -136,6 +136,26 @@ class Recipe(abc.ABC):
         condition: Mapping[str, jax.Array] | None = None,
         **options: Any,
     ) -> SamplerOutput: ...
+
+    @classmethod
+    def check_sample_options(cls, options: Mapping[str, Any]) -> None:
+        """``ConfigError`` (one line) for a sample option the family does not declare in
+        ``sample_options``, or a sampler name not in its ``samplers``; every recipe's
+        ``sample`` and the run floor call this one check."""
+        allowed = tuple(cls.sample_options)
+        unknown = sorted(set(options) - set(allowed))
+        if unknown:
+            has = ", ".join(allowed) if allowed else "none"
+            raise ConfigError(
+                f"family {cls.family!r} has no sample option {', '.join(unknown)} "
+                f"(its sample options: {has})"
+            )
+        sampler = options.get("sampler")
+        if sampler is not None and cls.samplers and sampler not in cls.samplers:
+            raise ConfigError(
+                f"family {cls.family!r} has no sampler {sampler!r} "
+                f"(its samplers: {', '.join(cls.samplers)})"
+            )
 
     @property
     def minibatches_per_step(self) -> int:

@@ -130,7 +130,7 @@ class DDPMRecipe(Recipe):
         ``num_steps`` (DDIM's steps, default ``model.sample_steps``), ``eta`` (DDIM's noise,
         default ``model.ddim_eta``)."""
         del condition  # unconditional
-        _check_options(options, self.sample_options)
+        self.check_sample_options(options)
         m: DDPMConfig = self.config.model
         sampler = options.get("sampler") or m.sampler
         check_choice("sampler", sampler, SAMPLERS)
@@ -196,13 +196,3 @@ class DDPMRecipe(Recipe):
             "bpd_decoder": per_dim["decoder"],
             "num_examples": float(len(images)),
         }
-
-
-def _check_options(options: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
-    """``ConfigError`` naming a sample option the recipe does not take."""
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise ConfigError(
-            f"sample option(s) {', '.join(unknown)} not supported by the DDPM recipe "
-            f"(its options: {', '.join(allowed)})"
-        )

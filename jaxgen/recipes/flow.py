@@ -172,11 +172,7 @@ class FlowRecipe(Recipe):
         (``temperature`` default ``model.sample_temperature``); images come back at their
         levels in [-1, 1] (the bin of ``y``), flat data as drawn."""
         del condition  # unconditional
-        if options:
-            raise ConfigError(
-                f"sample option(s) {', '.join(sorted(options))} not supported by the flow "
-                f"recipe (its options: {', '.join(self.sample_options)})"
-            )
+        self.check_sample_options(options)
         if temperature is None:
             temperature = self.config.model.sample_temperature
         flow = self.modules.bind(params, "flow")

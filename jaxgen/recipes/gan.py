@@ -52,6 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jaxgen import core
 from jaxgen.config import ConfigError
 from jaxgen.core.sampling import SamplerOutput, example_keys
 from jaxgen.data.toy2d import MIXTURE_NAMES
@@ -363,7 +364,7 @@ class GANRecipe(Recipe):
         m: GANConfig = self.config.model
         if not m.num_classes:
             return None
-        return (jnp.arange(num_samples) + first_index) % m.num_classes
+        return core.sampling.cyclic_labels(num_samples, m.num_classes, start=first_index)
 
     def sample(
         self,
@@ -378,11 +379,9 @@ class GANRecipe(Recipe):
         """``jaxgen.gan.sample``: example ``i``'s latent from ``example_keys(key, n,
         start=first_index)[i]``, class ``(first_index + i) mod num_classes``; the DCGAN
         generator normalizes with the fixed reference batch (``model.reference_batch_size``)."""
-        if condition is not None or options:
-            raise ValueError(
-                f"the gan recipe takes no condition or sample options, got "
-                f"{sorted(options) + (['condition'] if condition is not None else [])}"
-            )
+        self.check_sample_options(options)
+        if condition is not None:
+            raise ValueError("the gan recipe is not conditioned on data (condition=None)")
         m: GANConfig = self.config.model
         reference = m.reference_batch_size if m.architecture == "dcgan" else 0
         return gan_sampling.sample(

@@ -207,8 +207,7 @@ class Pix2PixRecipe(Recipe):
         """Super-resolutions of ``condition[data_key]`` (held-out images aligned with the
         examples, from the run floor): example ``i`` is ``G(c_i)`` of the ``i``-th row, its
         noise (if any) from ``example_keys(key, n, start=first_index)[i]``."""
-        if options:
-            raise ValueError(f"the pix2pix recipe takes no sample options, got {sorted(options)}")
+        self.check_sample_options(options)
         if condition is None or self.data_key not in condition:
             raise ValueError(
                 f"pix2pix samples are super-resolutions of held-out images: pass "

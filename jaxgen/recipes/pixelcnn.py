@@ -23,7 +23,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxgen import core
@@ -115,7 +114,7 @@ class PixelCNNRecipe(Recipe):
         m: PixelCNNConfig = self.config.model
         if not m.num_classes:
             return None
-        return (jnp.arange(num_samples) + first_index) % m.num_classes
+        return core.sampling.cyclic_labels(num_samples, m.num_classes, start=first_index)
 
     def sample(
         self,
@@ -132,11 +131,7 @@ class PixelCNNRecipe(Recipe):
         ``temperature`` defaults to ``model.sample_temperature``, top-k / top-p are the
         model config's."""
         del condition  # labels come from the example index
-        if options:
-            raise ConfigError(
-                f"sample option(s) {', '.join(sorted(options))} not supported by the pixelcnn "
-                f"recipe (its options: {', '.join(self.sample_options)})"
-            )
+        self.check_sample_options(options)
         m: PixelCNNConfig = self.config.model
         labels = self.sample_labels(num_samples, first_index)
         out = sample_image(

@@ -236,12 +236,7 @@ class ScoreSDERecipe(Recipe):
     ) -> core.SamplerOutput:
         """The chosen sampler's output as it is (see :meth:`sample`)."""
         del condition  # unconditional
-        unknown = sorted(set(options) - set(self.sample_options))
-        if unknown:
-            raise ConfigError(
-                f"sample option(s) {', '.join(unknown)} not supported by the score-SDE recipe "
-                f"(its options: {', '.join(self.sample_options)}; eta applies to DDIM only)"
-            )
+        self.check_sample_options(options)
         m: ScoreSDEConfig = self.config.model
         sampler = options.get("sampler") or m.sampler
         check_choice("sampler", sampler, SAMPLERS)

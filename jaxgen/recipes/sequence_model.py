@@ -280,11 +280,7 @@ class SequenceModelRecipe(Recipe):
         ``i`` from ``core.example_keys(key, num_samples, start=first_index)[i]`` alone;
         ``temperature`` defaults to ``model.sample_temperature``."""
         del condition  # unconditional
-        if options:
-            raise ConfigError(
-                f"sample option(s) {', '.join(sorted(options))} not supported by the "
-                f"sequence_model recipe (its options: {', '.join(self.sample_options)})"
-            )
+        self.check_sample_options(options)
         keys = core.example_keys(key, num_samples, start=first_index)
         out = self.sample_tokens(params, keys, num_samples, temperature=temperature)
         return core.SamplerOutput(self.from_tokens(out.samples), out.nfe)

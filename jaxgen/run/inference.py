@@ -92,22 +92,10 @@ def load_run(
 
 
 def check_sample_options(recipe: Recipe | type[Recipe], options: Mapping[str, Any]) -> None:
-    """``ConfigError`` (one line) for a sample option the family does not declare in
-    ``sample_options``, or a sampler name not in its ``samplers``."""
-    allowed = tuple(recipe.sample_options)
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        has = ", ".join(allowed) if allowed else "none"
-        raise ConfigError(
-            f"family {recipe.family!r} has no sample option {', '.join(unknown)} "
-            f"(its sample options: {has})"
-        )
-    sampler = options.get("sampler")
-    if sampler is not None and recipe.samplers and sampler not in recipe.samplers:
-        raise ConfigError(
-            f"family {recipe.family!r} has no sampler {sampler!r} "
-            f"(its samplers: {', '.join(recipe.samplers)})"
-        )
+    """``ConfigError`` (one line) for a sample option the family does not declare
+    (:meth:`jaxgen.engine.recipe.Recipe.check_sample_options`), checked before anything is
+    compiled."""
+    recipe.check_sample_options(options)
 
 
 def draw_samples(

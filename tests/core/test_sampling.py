@@ -166,3 +166,15 @@ def test_sampler_output_array_nfe_is_a_leaf():
     assert jax.tree.structure(SamplerOutput(x, 3)) != jax.tree.structure(
         SamplerOutput(x, jnp.int32(3))
     )
+
+
+def test_cyclic_labels_depend_only_on_the_index():
+    from jaxgen.core.sampling import cyclic_labels
+
+    whole = np.asarray(cyclic_labels(25, 10))
+    np.testing.assert_array_equal(whole, np.arange(25) % 10)
+    np.testing.assert_array_equal(np.asarray(cyclic_labels(5, 10, start=20)), whole[20:25])
+    traced = jax.jit(lambda s: cyclic_labels(4, 3, start=s))(jnp.int32(7))
+    np.testing.assert_array_equal(np.asarray(traced), [1, 2, 0, 1])
+    with pytest.raises(ValueError, match="num_classes must be an integer >= 1"):
+        cyclic_labels(4, 0)
