@@ -1,6 +1,7 @@
 """The ``jaxgen`` command: train, sample and evaluate experiments.
 
 jaxgen train experiments/ddpm_digits.py --workdir runs/ddpm_digits train.num_steps=2000
+jaxgen train experiments/ddpm_digits.py --workdir runs/ddpm_digits --restart
 jaxgen sample --workdir runs/ddpm_digits --num-samples 64 --sampler ddim --steps 50
 jaxgen eval --workdir runs/ddpm_digits [eval.max_examples=100 ...]
 """
@@ -10,9 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import pathlib
 import sys
+import typing
+from collections.abc import Callable
 
 
 def _configure_runtime() -> None:
@@ -26,17 +30,75 @@ def _configure_runtime() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("absl", "orbax", "jax._src", "tensorflow_datasets"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("absl").addFilter(_drop_read_only_notes)
 
 
-def _positive_int(text: str) -> int:
-    """argparse type: an integer >= 1 (``--steps 0`` is an error, never silently ignored)."""
+def _drop_read_only_notes(record: logging.LogRecord) -> bool:
+    """Orbax's warnings that a manager opened read-only (as ``sample`` and ``eval`` open
+    ``checkpoints/``) changes its save options: expected, and not for the user."""
+    message = record.getMessage()
+    return not ("read_only=True" in message or "Given directory is read only" in message)
+
+
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    """argparse type: an integer >= ``minimum`` (``--steps 0`` is an error, never ignored)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected an integer >= {minimum}, got {text!r}"
+            ) from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+_positive_int = _int_at_least(1)
+_non_negative_int = _int_at_least(0)
+
+
+def _finite_float(text: str) -> float:
+    """argparse type: a finite number."""
     try:
-        value = int(text)
+        value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
     return value
+
+
+class UsageError(Exception):
+    """A command-line mistake found after parsing (printed as one line, exit code 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """Prints a usage error as ONE line, ``jaxgen <cmd>: error: ...``, and exits with 2."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _check_train_workdir(workdir: str) -> None:
+    """``UsageError`` for a workdir that cannot hold a run: a file, or not writable."""
+    path = pathlib.Path(workdir)
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--workdir {workdir} is a file, not a directory")
+    if existing is not None and not existing.is_dir():
+        raise UsageError(f"--workdir {workdir}: {existing} is a file, not a directory")
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"--workdir {workdir}: {existing} is not writable")
+
+
+def _check_out_dir(out: str | None) -> None:
+    if out is not None and pathlib.Path(out).exists() and not pathlib.Path(out).is_dir():
+        raise UsageError(f"--out {out} is a file, not a directory")
 
 
 # command-line flag -> the sample option of ``Recipe.sample`` it sets.
@@ -65,7 +127,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         load_experiment(args.config, resolve_model=model_config_class), args.overrides
     )
     workdir = args.workdir or os.path.join("runs", config.name)
-    result = train(config, workdir)
+    _check_train_workdir(workdir)
+    result = train(config, workdir, restart=args.restart)
     summary = {"workdir": str(result.workdir), "step": result.step, **result.metrics}
     if result.stopped_early:
         summary["stopped_early"] = True
@@ -79,6 +142,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_sample(args: argparse.Namespace) -> int:
     from jaxgen.run import check_sample_options, draw_samples, load_run, write_samples
 
+    _check_out_dir(args.out)
     run = load_run(args.workdir, step=args.step, overrides=args.overrides)
     options = _sample_options(args)
     check_sample_options(run.recipe, options)
@@ -126,15 +190,13 @@ def _add_sample_flags(p: argparse.ArgumentParser, sampler_help: str) -> None:
     p.add_argument("--sampler", help=f"{sampler_help} ({{samplers}})")
     p.add_argument("--steps", type=_positive_int, help="sampler steps (num_steps, >= 1)")
     p.add_argument(
-        "--eta", type=float, help="eta of samplers that take one (DDIM: 0 = deterministic)"
+        "--eta", type=_finite_float, help="eta of samplers that take one (DDIM: 0 = deterministic)"
     )
-    p.add_argument("--temperature", type=float, help="sampling temperature")
+    p.add_argument("--temperature", type=_finite_float, help="sampling temperature")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="jaxgen", description=__doc__, formatter_class=_HelpFormatter
-    )
+    parser = _Parser(prog="jaxgen", description=__doc__, formatter_class=_HelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser(
@@ -142,6 +204,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("config", help="experiment file (experiments/*.py) or a run's config.json")
     p.add_argument("--workdir", help="run directory (default: runs/<config name>)")
+    p.add_argument(
+        "--restart",
+        action="store_true",
+        help="start over in a workdir whose every checkpoint was found damaged (quarantined)",
+    )
     p.add_argument(
         "overrides", nargs="*", help="config overrides key=value, e.g. train.num_steps=100"
     )
@@ -155,8 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", required=True)
     p.add_argument("--num-samples", type=_positive_int, default=64)
     _add_sample_flags(p, "override the config's sampler")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--step", type=int, help="checkpoint step (default: newest good one)")
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (>= 0)")
+    p.add_argument(
+        "--step", type=_non_negative_int, help="checkpoint step (default: newest good one)"
+    )
     p.add_argument("--out", help="output directory (default: <workdir>/samples)")
     p.add_argument("overrides", nargs="*", help="sampling settings key=value, e.g. model.snr=0.1")
     p.set_defaults(fn=_cmd_sample)
@@ -178,29 +247,42 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="*",
         help="evaluation settings key=value, e.g. eval.max_examples=100 model.likelihood_rtol=1e-4",
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--step", type=int)
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (>= 0)")
+    p.add_argument(
+        "--step", type=_non_negative_int, help="checkpoint step (default: newest good one)"
+    )
     p.set_defaults(fn=_cmd_eval)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command; a user's mistake is one line ``jaxgen <cmd>: error: ...`` on stderr
+    and exit code 2 (argparse's own errors exit through ``SystemExit(2)``)."""
     parser = build_parser()
     # Overrides may come before or after --workdir: argparse leaves the later ones unparsed.
     args, extra = parser.parse_known_args(argv)
     if extra:
-        if args.command not in ("train", "eval", "sample") or any(e.startswith("-") for e in extra):
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        unknown = [e for e in extra if e.startswith("-")]
+        if unknown:
+            parser.exit(
+                2, f"jaxgen {args.command}: error: unrecognized arguments: {' '.join(unknown)}\n"
+            )
         args.overrides = [*args.overrides, *extra]
     _configure_runtime()
     from jaxgen.config import ConfigError
     from jaxgen.run import CheckpointError, DatasetNotFoundError, NonFiniteLossError
 
+    user_errors = (UsageError, ConfigError, DatasetNotFoundError, CheckpointError)
     try:
         return args.fn(args)
-    except (ConfigError, DatasetNotFoundError, CheckpointError, NonFiniteLossError) as err:
-        print(f"jaxgen {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    except (*user_errors, NonFiniteLossError) as err:
+        message = " ".join(str(err).split())  # one line, whatever the message holds
+    except (PermissionError, FileExistsError, NotADirectoryError, IsADirectoryError) as err:
+        if err.filename is None:
+            raise
+        message = f"{err.strerror}: {err.filename}"
+    print(f"jaxgen {args.command}: error: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

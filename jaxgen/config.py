@@ -21,12 +21,13 @@ import dataclasses
 import difflib
 import importlib.util
 import json
+import math
 import pathlib
 import sys
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 T = TypeVar("T")
 
@@ -36,6 +37,57 @@ _resolver: ModelConfigResolver | None = None
 
 class ConfigError(ValueError):
     """A config key, value or file that cannot be used."""
+
+
+OPTIMIZERS = ("adam", "adamw", "rmsprop")
+DECAYS = ("constant", "cosine")
+
+
+# ----------------------------------------------------------------------------- value ranges
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_int(section: Any, name: str, minimum: int, *, optional: bool = False) -> None:
+    """``ConfigError`` unless ``section.<name>`` is an integer >= ``minimum`` (or None)."""
+    value = getattr(section, name)
+    if optional and value is None:
+        return
+    if not (_is_int(value) and value >= minimum):
+        allowed = f"an integer >= {minimum}" + (" or None" if optional else "")
+        raise ConfigError(f"{section.SECTION}.{name} must be {allowed}, got {value!r}")
+
+
+def _check_number(
+    section: Any,
+    name: str,
+    allowed: str,
+    ok: Callable[[float], bool],
+    *,
+    optional: bool = False,
+) -> None:
+    """``ConfigError`` unless ``section.<name>`` is a finite number with ``ok(value)``."""
+    value = getattr(section, name)
+    if optional and value is None:
+        return
+    if not (_is_number(value) and math.isfinite(value) and ok(value)):
+        raise ConfigError(f"{section.SECTION}.{name} must be {allowed}, got {value!r}")
+
+
+def _check_choice(section: Any, name: str, choices: Sequence[str]) -> None:
+    value = getattr(section, name)
+    if value not in choices:
+        close = difflib.get_close_matches(str(value), choices, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(
+            f"{section.SECTION}.{name} must be one of {', '.join(choices)}, got {value!r}{hint}"
+        )
 
 
 # ----------------------------------------------------------------------------- sections
@@ -54,6 +106,11 @@ class DataConfig:
     batch_size: int = 128
     random_flip: bool = False
 
+    SECTION: ClassVar[str] = "data"
+
+    def __post_init__(self) -> None:
+        _check_int(self, "batch_size", 1)
+
 
 @dataclasses.dataclass(frozen=True)
 class OptimConfig:
@@ -69,6 +126,26 @@ class OptimConfig:
     weight_decay: float = 0.0
     grad_clip_norm: float | None = 1.0
     ema_decay: float = 0.9999
+
+    SECTION: ClassVar[str] = "optim"
+
+    def __post_init__(self) -> None:
+        _check_choice(self, "optimizer", OPTIMIZERS)
+        _check_choice(self, "decay", DECAYS)
+        _check_number(self, "learning_rate", "a positive finite number (> 0)", lambda v: v > 0)
+        _check_int(self, "warmup_steps", 0)
+        for name in ("b1", "b2"):
+            _check_number(self, name, "a number in [0, 1)", lambda v: 0 <= v < 1)
+        _check_number(self, "eps", "a positive finite number (> 0)", lambda v: v > 0)
+        _check_number(self, "weight_decay", "a finite number >= 0", lambda v: v >= 0)
+        _check_number(
+            self,
+            "grad_clip_norm",
+            "None or a positive number (> 0)",
+            lambda v: v > 0,
+            optional=True,
+        )
+        _check_number(self, "ema_decay", "a number in [0, 1]", lambda v: 0 <= v <= 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +164,15 @@ class TrainConfig:
     shard_params_min_size: int = 2**18
     progress_bar: bool = True
 
+    SECTION: ClassVar[str] = "train"
+
+    def __post_init__(self) -> None:
+        for name in ("num_steps", "log_every", "checkpoint_every", "num_grid_samples"):
+            _check_int(self, name, 1)
+        _check_int(self, "keep_checkpoints", 1)
+        for name in ("sample_every", "seed", "shard_params_min_size"):
+            _check_int(self, name, 0)
+
 
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
@@ -96,6 +182,15 @@ class EvalConfig:
     num_samples: int = 360
     max_examples: int | None = None
     batch_size: int = 360
+
+    SECTION: ClassVar[str] = "eval"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.split, str) or not self.split:
+            raise ConfigError(f"eval.split must be a split name, got {self.split!r}")
+        _check_int(self, "num_samples", 1)
+        _check_int(self, "max_examples", 1, optional=True)
+        _check_int(self, "batch_size", 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,6 +263,10 @@ def from_dict(
             kwargs[field.name] = _coerce(value, kind, sub)
     try:
         return cls(**kwargs)
+    except ConfigError as err:
+        if getattr(cls, "SECTION", None):  # the message already names the dotted key
+            raise
+        raise ConfigError(f"config section {path.rstrip('.') or '<root>'!r}: {err}") from err
     except (TypeError, ValueError) as err:
         raise ConfigError(f"config section {path.rstrip('.') or '<root>'!r}: {err}") from err
 
@@ -337,6 +436,8 @@ def load_experiment(
     path = pathlib.Path(spec)
     if not path.exists():
         raise ConfigError(f"experiment config {spec!r} does not exist")
+    if not path.is_file():
+        raise ConfigError(f"experiment config {spec!r} is not a file")
     if path.suffix == ".json":
         return config_from_json(path.read_text(), resolve_model=resolve_model)
     module_name = f"jaxgen_experiment_{path.stem}"
@@ -363,7 +464,11 @@ def config_from_json(
     text: str, *, resolve_model: ModelConfigResolver | None = None
 ) -> ExperimentConfig:
     """An ``ExperimentConfig`` from its JSON text (see :func:`from_dict`)."""
-    return from_dict(ExperimentConfig, json.loads(text), resolve_model=resolve_model)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"config is not valid JSON: {err}") from err
+    return from_dict(ExperimentConfig, data, resolve_model=resolve_model)
 
 
 def diff_configs(a: Any, b: Any, prefix: str = "") -> list[str]:

@@ -5,6 +5,7 @@ resolver (``resolve_model=``, or the family table that importing ``jaxgen.run`` 
 """
 
 import dataclasses
+import json
 import pathlib
 from typing import ClassVar
 
@@ -14,7 +15,11 @@ import jaxgen.run  # noqa: F401  (installs the family table as the config's reso
 from jaxgen import config as config_module
 from jaxgen.config import (
     ConfigError,
+    DataConfig,
+    EvalConfig,
     ExperimentConfig,
+    OptimConfig,
+    TrainConfig,
     apply_overrides,
     config_from_json,
     config_to_json,
@@ -70,6 +75,47 @@ def test_overrides_are_parsed_with_their_field_types(digits_config):
 def test_bad_overrides_name_the_problem(digits_config, override, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         apply_overrides(digits_config, [override])
+
+
+@pytest.mark.parametrize(
+    "section, kwargs, message",
+    [
+        (TrainConfig, {"log_every": 0}, "train.log_every must be an integer >= 1, got 0"),
+        (TrainConfig, {"num_steps": -5}, "train.num_steps must be an integer >= 1, got -5"),
+        (TrainConfig, {"checkpoint_every": 0}, "train.checkpoint_every must be an integer >= 1"),
+        (TrainConfig, {"sample_every": -1}, "train.sample_every must be an integer >= 0"),
+        (TrainConfig, {"seed": -1}, "train.seed must be an integer >= 0, got -1"),
+        (TrainConfig, {"keep_checkpoints": 0}, "train.keep_checkpoints must be an integer >= 1"),
+        (DataConfig, {"batch_size": 0}, "data.batch_size must be an integer >= 1, got 0"),
+        (OptimConfig, {"learning_rate": float("nan")}, "optim.learning_rate must be a positive"),
+        (OptimConfig, {"b2": 1.0}, "optim.b2 must be a number in [0, 1), got 1.0"),
+        (OptimConfig, {"grad_clip_norm": -1.0}, "optim.grad_clip_norm must be None or a positive"),
+        (OptimConfig, {"ema_decay": -0.1}, "optim.ema_decay must be a number in [0, 1]"),
+        (OptimConfig, {"decay": "linear"}, "optim.decay must be one of constant, cosine"),
+        (EvalConfig, {"max_examples": 0}, "eval.max_examples must be an integer >= 1 or None"),
+        (EvalConfig, {"num_samples": 0}, "eval.num_samples must be an integer >= 1"),
+    ],
+)
+def test_value_ranges_are_checked_when_a_section_is_built(section, kwargs, message):
+    with pytest.raises(ConfigError) as info:
+        section(**kwargs)
+    assert str(info.value).startswith(message)
+
+
+def test_edge_values_in_range_are_accepted():
+    TrainConfig(num_steps=1, log_every=1, checkpoint_every=1, sample_every=0, seed=0)
+    OptimConfig(b1=0.0, b2=0.0, ema_decay=1.0, weight_decay=0.0, grad_clip_norm=None)
+    EvalConfig(max_examples=None)
+
+
+def test_a_range_error_from_a_file_names_the_dotted_key_once(digits_config):
+    data = config_module.to_dict(digits_config)
+    data["train"]["log_every"] = 0
+    with pytest.raises(ConfigError) as info:
+        config_from_json(json.dumps(data))
+    assert str(info.value) == "train.log_every must be an integer >= 1, got 0"
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        config_from_json("{")
 
 
 def test_overrides_valid_only_together_apply_at_once(digits_config):

@@ -8,7 +8,7 @@
 """
 
 from jaxgen.data.augment import compose, random_horizontal_flip
-from jaxgen.data.checks import check_images
+from jaxgen.data.checks import UnknownSplitError, check_images
 from jaxgen.data.digits import load_digit_levels, load_digits
 from jaxgen.data.loader import BatchLoader
 from jaxgen.data.registry import DATASET_NAMES, Dataset, load_dataset
@@ -32,6 +32,7 @@ __all__ = [
     "TFDS_IMAGE_DATASETS",
     "TOY2D_NAMES",
     "TfdsImageSource",
+    "UnknownSplitError",
     "check_images",
     "compose",
     "load_dataset",

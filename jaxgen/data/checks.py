@@ -13,6 +13,10 @@ from collections.abc import Sequence
 import numpy as np
 
 
+class UnknownSplitError(ValueError):
+    """A split name that the dataset does not have (the message names the known ones)."""
+
+
 def check_images(
     images: np.ndarray,
     *,

@@ -15,6 +15,8 @@ import functools
 
 import numpy as np
 
+from jaxgen.data.checks import UnknownSplitError
+
 NUM_LEVELS = 17
 IMAGE_SHAPE = (8, 8, 1)
 NUM_CLASSES = 10
@@ -36,7 +38,7 @@ def _load_all() -> tuple[np.ndarray, np.ndarray]:
 def load_digit_levels(split: str = "train") -> tuple[np.ndarray, np.ndarray]:
     """Integer grey levels (N, 8, 8, 1) int32 in 0..16 and labels (N,) int32."""
     if split not in SPLITS:
-        raise ValueError(f"unknown digits split {split!r}; expected one of {SPLITS}")
+        raise UnknownSplitError(f"unknown digits split {split!r}; expected one of {SPLITS}")
     levels, labels = _load_all()
     sl = {"train": slice(0, NUM_TRAIN), "test": slice(NUM_TRAIN, None), "all": slice(None)}[split]
     return levels[sl][..., None].copy(), labels[sl].copy()

@@ -33,6 +33,7 @@ import os
 from typing import Any
 
 from jaxgen.data import digits, text, toy2d
+from jaxgen.data.checks import UnknownSplitError
 from jaxgen.data.source import ArraySource, Source
 from jaxgen.data.tfds_images import NUM_LEVELS as TFDS_NUM_LEVELS
 from jaxgen.data.tfds_images import TFDS_IMAGE_DATASETS, open_tfds_images
@@ -137,7 +138,7 @@ def load_dataset(
     if name in toy2d.TOY2D_NAMES:
         _no_options(name, options, ("num_samples",))
         if split not in TOY2D_SPLITS:
-            raise ValueError(
+            raise UnknownSplitError(
                 f"unknown split {split!r} for {name!r}; expected one of {TOY2D_SPLITS}"
             )
         default_n, seed = {

@@ -29,6 +29,8 @@ import zlib
 
 import numpy as np
 
+from jaxgen.data.checks import UnknownSplitError
+
 __all__ = [
     "BOS",
     "CORPUS_PACKAGES",
@@ -56,7 +58,7 @@ def _stdlib() -> pathlib.Path:
 
 def _check_split(split: str) -> None:
     if split not in SPLITS:
-        raise ValueError(f"unknown text split {split!r}; expected one of {SPLITS}.")
+        raise UnknownSplitError(f"unknown text split {split!r}; expected one of {SPLITS}.")
 
 
 def is_test_file(relative_path: str) -> bool:

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxgen.data.checks import UnknownSplitError
 from jaxgen.data.source import check_indices
 
 # tfds's SplitDict message for a dataset with no generated splits (KeyError).
@@ -111,7 +112,7 @@ def check_split(name: str, split: str) -> None:
         raise TypeError(f"split must be a string, got {split!r}")
     unknown = [s for s in _split_names(split) if s not in spec.splits]
     if unknown:
-        raise ValueError(
+        raise UnknownSplitError(
             f"unknown split {unknown[0]!r} for TFDS dataset {name!r}; known splits: "
             f"{spec.splits} (TFDS slicing such as 'train[:90%]' or 'train+test' is allowed)"
         )

@@ -202,6 +202,8 @@ def make_adversarial_train_step(
         finite = jnp.isfinite(metrics["grad_norm"])
         for p in PLAYERS:
             finite &= jnp.isfinite(metrics[f"{p}_loss"])
+            if f"{p}_update_norm" in metrics:  # a diverging update is as fatal as a NaN loss
+                finite &= jnp.isfinite(metrics[f"{p}_update_norm"])
         metrics["finite"] = finite.astype(jnp.float32)
         new_state = TrainState(
             step=state.step + 1,

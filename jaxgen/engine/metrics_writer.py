@@ -1,14 +1,23 @@
-"""Metrics as JSON lines (``metrics.jsonl``) and TensorBoard event files, from process 0."""
+"""Metrics as JSON lines (``metrics.jsonl``, non-finite values as ``null``) and TensorBoard
+event files, from process 0."""
 
 from __future__ import annotations
 
 import json
+import math
 import pathlib
 import time
 from collections.abc import Mapping
 
 import jax
 import numpy as np
+
+
+def _finite_or_none(value: float) -> float | None:
+    """``value`` as a float, or None (JSON ``null``) for NaN and +-Inf: JSON has no literal
+    for them, and ``metrics.jsonl`` must stay readable by strict parsers."""
+    value = float(value)
+    return value if math.isfinite(value) else None
 
 
 class MetricsWriter:
@@ -32,8 +41,8 @@ class MetricsWriter:
         if not self.active:
             return
         record = {"step": int(step), "kind": kind, "time": round(time.time(), 3)}
-        record.update({k: float(v) for k, v in scalars.items()})
-        self._jsonl.write(json.dumps(record) + "\n")
+        record.update({k: _finite_or_none(v) for k, v in scalars.items()})
+        self._jsonl.write(json.dumps(record, allow_nan=False) + "\n")
         if self._tb is not None:
             for name, value in scalars.items():
                 self._tb.add_scalar(f"{kind}/{name}", float(value), int(step))

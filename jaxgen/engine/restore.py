@@ -28,12 +28,17 @@ def restore_train_state(
     """The train state of the newest restorable checkpoint in ``<workdir>/checkpoints`` (or
     of ``step``) and its step; ``init_batch`` (shapes only) plans the state as in training.
 
+    Read-only: a damaged step is skipped with a warning (or, for ``step``, reported), never
+    renamed, and nothing is written in ``checkpoints/``.
+
     Raises:
-      CheckpointError: no checkpoint, or none for ``step``.
+      CheckpointError: no checkpoint, none for ``step``, or ``step`` is damaged.
     """
     mesh = mesh or sharding.make_mesh()
     _, _, abstract, _ = abstract_train_state(recipe, config, mesh, init_batch=init_batch)
-    checkpointer = Checkpointer(pathlib.Path(workdir) / "checkpoints", use_async=False)
+    checkpointer = Checkpointer(
+        pathlib.Path(workdir) / "checkpoints", use_async=False, read_only=True
+    )
     try:
         if step is None:
             restored = checkpointer.restore_latest(abstract)
@@ -46,7 +51,15 @@ def restore_train_state(
                     f"no checkpoint for step {step} in {checkpointer.directory} "
                     f"(available: {checkpointer.all_steps()})"
                 )
-            state = checkpointer.restore(step, abstract)
+            try:
+                state = checkpointer.restore(step, abstract)
+            except Exception as err:  # noqa: BLE001 - any failure means "damaged"
+                first_line = (str(err).splitlines() or [""])[0][:200]
+                raise CheckpointError(
+                    f"checkpoint step {step} in {checkpointer.directory} is damaged "
+                    f"({type(err).__name__}: {first_line}); "
+                    f"available steps: {checkpointer.all_steps()}"
+                ) from None
     finally:
         checkpointer.close()
     return state, int(step)

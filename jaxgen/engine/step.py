@@ -76,8 +76,8 @@ def make_train_step(
     module docstring); a name outside ``state_collections`` is an error.
 
     Metrics are global-batch means of the loss and of each named term, the gradient's
-    global norm, the learning-rate-free update norm, and ``finite`` (1.0 when the loss
-    and gradient are finite), which the trainer uses to stop on NaN/Inf.
+    global norm, the learning-rate-free update norm, and ``finite`` (1.0 when the loss,
+    the gradient and the update are finite), which the trainer uses to stop on NaN/Inf.
     """
 
     def step(state: TrainState, batch: Any) -> tuple[TrainState, dict[str, jax.Array]]:
@@ -107,11 +107,15 @@ def make_train_step(
             params = {**params, **state_updates}
         ema = ema_update(state.ema_params, params, decay=ema_decay_at(state.step, decay=ema_decay))
         grad_norm = optax.tree.norm(grads)
+        update_norm = optax.tree.norm(updates)
+        # An update whose norm overflows (a diverging learning rate) is as fatal as a NaN loss:
+        # stopping here keeps parameters near 1e30 out of every checkpoint.
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & jnp.isfinite(update_norm)
         metrics = {
             "loss": loss,
             "grad_norm": grad_norm,
-            "update_norm": optax.tree.norm(updates),
-            "finite": (jnp.isfinite(loss) & jnp.isfinite(grad_norm)).astype(jnp.float32),
+            "update_norm": update_norm,
+            "finite": finite.astype(jnp.float32),
         }
         for name, value in terms.items():
             if jnp.issubdtype(value.dtype, jnp.floating):

@@ -5,12 +5,16 @@ training data (the application floor, :mod:`jaxgen.run`, builds both from the co
 creates or resumes the sharded train state, and runs the compiled step until
 ``train.num_steps``:
 
-* resume: the newest restorable checkpoint in ``<workdir>/checkpoints`` (damaged ones are
-  quarantined with a warning); the batch and PRNG key of a step depend only on the seed
-  and the step, so a resumed run ends with the same parameters as an uninterrupted one;
+* resume: the newest restorable checkpoint in ``<workdir>/checkpoints`` (damaged ones,
+  including a checksum mismatch, are quarantined with a warning; a workdir whose every
+  checkpoint is quarantined refuses to start over unless ``restart``); the batch and PRNG
+  key of a step depend only on the seed and the step, so a resumed run ends with the same
+  parameters as an uninterrupted one;
 * checkpoints every ``train.checkpoint_every`` steps, at the end, and on SIGTERM/SIGINT;
-* a non-finite loss or gradient stops the run with ``NonFiniteLossError`` naming the step,
-  before anything computed from it is saved;
+* a non-finite loss or gradient, or non-finite parameters before a save, stop the run
+  with ``NonFiniteLossError`` naming the step, before anything computed from it is saved;
+* ``config.json`` is written just before the first checkpoint (data, model and steps have
+  worked), so a start that failed leaves nothing that blocks the corrected command;
 * metrics to ``metrics.jsonl`` and TensorBoard, a progress bar with loss and images/s,
   and EMA sample grids in ``<workdir>/samples``.
 """
@@ -29,13 +33,14 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
 from jaxgen.config import ConfigError, ExperimentConfig, config_to_json, diff_configs
 from jaxgen.data import checks
 from jaxgen.data.loader import BatchLoader, Transform
 from jaxgen.data.registry import Dataset
 from jaxgen.engine import sharding
-from jaxgen.engine.checkpointing import Checkpointer
+from jaxgen.engine.checkpointing import Checkpointer, CheckpointError
 from jaxgen.engine.metrics_writer import MetricsWriter
 from jaxgen.engine.optimizer import learning_rate_schedule
 from jaxgen.engine.recipe import Recipe
@@ -95,8 +100,11 @@ def abstract_train_state(
 
 
 def _check_workdir_config(workdir: pathlib.Path, config: ExperimentConfig) -> None:
-    """Refuse to resume a run whose model, data or optimizer config changed."""
+    """Refuse to resume a run whose model, data or optimizer config changed (writes nothing:
+    ``config.json`` is written by :func:`_write_workdir_config` before the first save)."""
     path = workdir / "config.json"
+    if workdir.exists() and not workdir.is_dir():
+        raise ConfigError(f"workdir {workdir} is a file; give a directory")
     if path.exists():
         saved = json.loads(path.read_text())  # compared as plain dicts: no family needed
         changed = diff_configs(saved, json.loads(config_to_json(config)))
@@ -118,16 +126,53 @@ def _check_workdir_config(workdir: pathlib.Path, config: ExperimentConfig) -> No
             warnings.warn(
                 f"resuming {workdir} with changed settings: {', '.join(changed)}", stacklevel=3
             )
+
+
+def _write_workdir_config(workdir: pathlib.Path, config: ExperimentConfig) -> None:
+    """Write ``config.json`` (atomically), just before the first checkpoint is saved."""
     if jax.process_index() == 0:
         workdir.mkdir(parents=True, exist_ok=True)
-        path.write_text(config_to_json(config))
+        tmp = workdir / ".config.json.tmp"
+        tmp.write_text(config_to_json(config))
+        tmp.replace(workdir / "config.json")
+
+
+def _restore_or_refuse(checkpointer: Checkpointer, abstract: Any, restart: bool):
+    """The newest good checkpoint, or None to start at step 0; a workdir whose every
+    checkpoint is quarantined starts over only with ``restart``."""
+    try:
+        restored = checkpointer.restore_latest(abstract)
+    except CheckpointError as err:
+        if not restart:
+            raise CheckpointError(
+                f"{err}; to start this run over from step 0, use --restart"
+            ) from None
+        restored = None
+    quarantined = checkpointer.quarantined_steps()
+    if restored is None and quarantined:
+        if not restart:
+            raise CheckpointError(
+                f"every checkpoint in {checkpointer.directory} was found damaged and "
+                f"quarantined ({', '.join(quarantined)}); refusing to start over silently: "
+                "to start this run over from step 0 (keeping them aside), use --restart"
+            )
+        warnings.warn(
+            f"starting over from step 0 (--restart); the damaged checkpoints "
+            f"{', '.join(quarantined)} stay in {checkpointer.directory}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return restored
 
 
 class _StopRequest:
-    """SIGTERM/SIGINT set a flag; the loop saves a checkpoint and returns."""
+    """SIGTERM/SIGINT set a flag; the loop saves a checkpoint and returns. A second signal
+    stops at once (``KeyboardInterrupt``), except once ``finishing`` (the final save is being
+    written): that save is completed first, then the run returns."""
 
     def __init__(self):
         self.requested = False
+        self.finishing = False
         self._previous = {}
 
     def __enter__(self):
@@ -137,6 +182,9 @@ class _StopRequest:
         return self
 
     def _handle(self, signum, frame):
+        if self.finishing:  # the final save is being written: finish it, then exit
+            log.warning("received signal %s: finishing the checkpoint save first", signum)
+            return
         if self.requested:  # a second signal: stop now
             raise KeyboardInterrupt
         self.requested = True
@@ -152,17 +200,42 @@ def _host_metrics(metrics: dict[str, jax.Array]) -> dict[str, float]:
     return {k: float(v) for k, v in jax.device_get(metrics).items()}
 
 
-def _check_finite(step: int, metrics: dict[str, float], checkpointer: Checkpointer) -> None:
+def _check_finite(
+    step: int, metrics: dict[str, float], checkpointer: Checkpointer, *, what: str = ""
+) -> None:
+    """``NonFiniteLossError`` naming ``step`` when its metrics (or ``what``) are not finite."""
     if metrics["finite"] < 1.0:
         checkpointer.wait()
         last = checkpointer.latest_step()
         where = f"step {last}" if last is not None else "none saved yet"
+        if not what:
+            what = f"training loss, gradient or update at step {step} (loss={metrics['loss']}, "
+            what += f"grad_norm={metrics['grad_norm']}"
+            what += f", update_norm={metrics['update_norm']})" if "update_norm" in metrics else ")"
+        else:
+            what = f"{what} at step {step}"
         raise NonFiniteLossError(
-            f"non-finite training loss at step {step} (loss={metrics['loss']}, "
-            f"grad_norm={metrics['grad_norm']}); the run stopped and nothing from this step was "
+            f"non-finite {what}; the run stopped and nothing from this step was "
             f"saved. Last good checkpoint: {where} in {checkpointer.directory}. "
             "Try a lower optim.learning_rate or check the data."
         )
+
+
+def _all_finite(tree: Any) -> jax.Array:
+    leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+    if not leaves:
+        return jnp.array(True)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+
+_all_finite_jit = jax.jit(_all_finite)
+
+
+def _check_finite_state(step: int, state: TrainState, checkpointer: Checkpointer) -> None:
+    """Stop before saving a state with a NaN or Inf in its parameters, EMA or moments."""
+    if not bool(_all_finite_jit(state)):
+        what = "parameters or optimizer state (the loss was still finite)"
+        _check_finite(step, {"finite": 0.0}, checkpointer, what=what)
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -179,6 +252,7 @@ def train_loop(
     init_batch: Mapping[str, Any] | None = None,
     sample_condition: ConditionFn | None = None,
     transform: Transform | None = None,
+    restart: bool = False,
 ) -> TrainResult:
     """Train (or resume) ``recipe`` on ``dataset`` in ``workdir``; see the module docstring.
 
@@ -194,6 +268,8 @@ def train_loop(
       sample_condition: ``condition(indices)`` for the sample grids of recipes conditioned
         on held-out data (``recipe.sample_condition_split``).
       transform: a per-batch host augmentation ``transform(batch, rng)`` for the loader.
+      restart: start over from step 0 when every checkpoint was found damaged (they stay
+        aside as ``*.corrupt``); without it such a workdir raises ``CheckpointError``.
     """
     workdir = pathlib.Path(workdir)
     _check_workdir_config(workdir, config)
@@ -221,7 +297,22 @@ def train_loop(
         max_to_keep=config.train.keep_checkpoints,
         use_async=config.train.async_checkpoints,
     )
-    restored = checkpointer.restore_latest(abstract)
+    try:
+        return _run(
+            config, workdir, recipe, loader, checkpointer, mesh, examples_per_step,
+            restart=restart, stop_at_step=stop_at_step, init_batch=init_batch,
+            sample_condition=sample_condition, tx=tx, init_fn=init_fn, abstract=abstract,
+            shardings=shardings,
+        )  # fmt: skip
+    finally:
+        checkpointer.close()  # also on errors: no Orbax thread outlives the interpreter
+
+
+def _run(
+    config, workdir, recipe, loader, checkpointer, mesh, examples_per_step, *, restart,
+    stop_at_step, init_batch, sample_condition, tx, init_fn, abstract, shardings,
+) -> TrainResult:  # fmt: skip
+    restored = _restore_or_refuse(checkpointer, abstract, restart)
     if restored is None:
         state = jax.jit(init_fn, out_shardings=shardings)(init_batch)
         start = 0
@@ -244,48 +335,61 @@ def train_loop(
             mesh=mesh,
             condition=sample_condition,
         )
-    writer = MetricsWriter(workdir)
     tcfg = config.train
     total = tcfg.num_steps
     lr_schedule = learning_rate_schedule(config.optim, total)
     last_metrics: dict[str, float] = {}
     stopped_early = False
     done = start
+    config_written = False
 
+    writer = MetricsWriter(workdir)
     progress = _progress_bar(start, total, tcfg.progress_bar)
     window = _MetricsWindow(checkpointer)
     batches = loader.iterate(start, num_steps=max(total - start, 0))
     try:
         with _StopRequest() as stop:
-            for step, batch in batches:
-                state, metrics = step_fn(state, batch)
-                window.read_pending()  # the previous step's metrics, while this one runs
-                done = step + 1
-                window.push(done, metrics)
-                interrupt = stop.requested or (stop_at_step is not None and done >= stop_at_step)
-                checkpoint = done % tcfg.checkpoint_every == 0 or done == total or interrupt
-                if checkpoint or done % tcfg.log_every == 0:
-                    window.read_pending()  # nothing unchecked may reach a checkpoint
-                    last_metrics = window.flush(examples_per_step)
-                    last_metrics["learning_rate"] = float(lr_schedule(done - 1))
-                    if done % tcfg.log_every == 0 or done == total:
-                        writer.write_scalars(done, last_metrics)
-                    progress.update(done - progress.n)
-                    progress.set_postfix(
-                        loss=f"{last_metrics['loss']:.4f}",
-                        img_s=f"{last_metrics['images_per_sec']:.0f}",
+            try:
+                for step, batch in batches:
+                    state, metrics = step_fn(state, batch)
+                    window.read_pending()  # the previous step's metrics, while this one runs
+                    checkpointer.poll()
+                    done = step + 1
+                    window.push(done, metrics)
+                    interrupt = stop.requested or (
+                        stop_at_step is not None and done >= stop_at_step
                     )
-                if checkpoint:
-                    checkpointer.save(done, state)
-                if sample_fn and (done % tcfg.sample_every == 0 or done == total):
-                    _write_samples(sample_fn, state, done, config, workdir, writer)
-                if interrupt and done < total:
-                    stopped_early = True
-                    break
+                    checkpoint = done % tcfg.checkpoint_every == 0 or done == total or interrupt
+                    if checkpoint or done % tcfg.log_every == 0:
+                        window.read_pending()  # nothing unchecked may reach a checkpoint
+                        last_metrics = window.flush(examples_per_step)
+                        last_metrics["learning_rate"] = float(lr_schedule(done - 1))
+                        if done % tcfg.log_every == 0 or done == total:
+                            writer.write_scalars(done, last_metrics)
+                        progress.update(done - progress.n)
+                        progress.set_postfix(
+                            loss=f"{last_metrics['loss']:.4f}",
+                            img_s=f"{last_metrics['images_per_sec']:.0f}",
+                        )
+                    if checkpoint:
+                        _check_finite_state(done, state, checkpointer)
+                        if interrupt or done == total:  # the final save: see it through
+                            stop.finishing = True
+                        if not config_written:  # data, model and steps worked: lock it now
+                            _write_workdir_config(workdir, config)
+                            config_written = True
+                        checkpointer.save(done, state)
+                    if sample_fn and (done % tcfg.sample_every == 0 or done == total):
+                        _write_samples(sample_fn, state, done, config, workdir, writer)
+                    if interrupt and done < total:
+                        stopped_early = True
+                        break
+            finally:
+                stop.finishing = True  # a further Ctrl-C no longer abandons the save
+                checkpointer.wait()
     finally:
         batches.close()
         progress.close()
-        checkpointer.close()
         writer.close()
     return TrainResult(state, done, last_metrics, workdir, stopped_early)
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from jaxgen.config import ConfigError, ExperimentConfig
 from jaxgen.data.augment import random_horizontal_flip
+from jaxgen.data.checks import UnknownSplitError
 from jaxgen.data.loader import Transform
 from jaxgen.data.registry import DATASET_NAMES, Dataset, load_dataset
 from jaxgen.engine.recipe import Recipe
@@ -24,9 +25,12 @@ def load_split(config: ExperimentConfig, split: str = "train") -> Dataset:
             f"data.name: unknown dataset {config.data.name!r}{hint} "
             f"(known: {', '.join(DATASET_NAMES)})"
         )
-    return load_dataset(
-        config.data.name, split, data_dir=config.data.data_dir, download=config.data.download
-    )
+    try:
+        return load_dataset(
+            config.data.name, split, data_dir=config.data.data_dir, download=config.data.download
+        )
+    except UnknownSplitError as err:
+        raise ConfigError(f"dataset {config.data.name!r}: {err}") from err
 
 
 def load_train_dataset(config: ExperimentConfig, split: str = "train") -> Dataset:

@@ -32,11 +32,15 @@ def train(
     *,
     mesh: jax.sharding.Mesh | None = None,
     stop_at_step: int | None = None,
+    restart: bool = False,
 ) -> TrainResult:
     """Train (or resume) ``config`` in ``workdir`` (see :mod:`jaxgen.engine.trainer`).
 
     ``stop_at_step`` behaves like a SIGTERM arriving after that step (a checkpoint is
     saved and the function returns); tests use it to interrupt and resume runs.
+    ``restart=True`` lets a workdir whose every checkpoint was found damaged (and moved
+    aside as ``*.corrupt``) start over from step 0; without it that raises
+    ``CheckpointError`` naming them.
     """
     dataset = load_train_dataset(config)
     recipe = build_recipe(config, dataset)
@@ -47,6 +51,7 @@ def train(
         dataset=dataset,
         mesh=mesh,
         stop_at_step=stop_at_step,
+        restart=restart,
         init_batch=init_batch_for(recipe, dataset),
         sample_condition=sample_condition_for(recipe, config)
         if config.train.sample_every

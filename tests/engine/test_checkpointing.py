@@ -1,5 +1,7 @@
-"""Checkpoints: exact round trip, fallback past damaged steps, nothing deleted."""
+"""Checkpoints: exact round trip, fallback past damaged steps (checksums catch flipped bits),
+nothing deleted, nothing written when read-only."""
 
+import json
 import pathlib
 
 import jax
@@ -105,3 +107,92 @@ def test_restore_onto_a_different_mesh(tmp_path):
     ckpt.close()
     assert _same(restored, state)
     assert len(restored.params["w"].sharding.device_set) == 8
+
+
+# ----------------------------------------------------------------------------- checksums
+
+
+def _flip(step_dir: pathlib.Path) -> None:
+    data = [p for p in step_dir.rglob("*") if p.is_file() and p.parent.name == "d"]
+    target = max(data, key=lambda p: p.stat().st_size)
+    raw = bytearray(target.read_bytes())
+    raw[len(raw) // 2] ^= 1
+    target.write_bytes(bytes(raw))
+
+
+def _saved(tmp_path, steps=(1, 2, 3), **kw):
+    ckpt = Checkpointer(tmp_path / "ckpt", max_to_keep=3, **kw)
+    states = {s: _state(s) for s in steps}
+    for s, st in states.items():
+        ckpt.save(s, st)
+    ckpt.close()
+    return states
+
+
+def test_checksums_written_after_commit_and_pruned_with_their_step(tmp_path):
+    ckpt = Checkpointer(tmp_path / "ckpt", max_to_keep=2, use_async=True)
+    ckpt.save(1, _state(1))
+    assert not (tmp_path / "ckpt" / "1.sha256.json").exists()  # not before Orbax commits
+    ckpt.wait()
+    manifest = json.loads((tmp_path / "ckpt" / "1.sha256.json").read_text())
+    assert manifest["step"] == 1 and manifest["sha256"]
+    assert not any(".tmp" in p.name for p in (tmp_path / "ckpt").iterdir())
+    for s in (2, 3):
+        ckpt.save(s, _state(s))
+    ckpt.close()
+    names = sorted(p.name for p in (tmp_path / "ckpt").iterdir())
+    assert names == ["2", "2.sha256.json", "3", "3.sha256.json", "checksums.json"]
+
+
+def test_flipped_bit_is_caught_by_the_checksums(tmp_path):
+    states = _saved(tmp_path, use_async=False)
+    _flip(tmp_path / "ckpt" / "3")
+    ckpt = Checkpointer(tmp_path / "ckpt")
+    with pytest.warns(RuntimeWarning, match="step 3 .*checksum mismatch .*moved it to 3.corrupt"):
+        restored, step = ckpt.restore_latest(_abstract(states[1], sharding.make_mesh(1)))
+    ckpt.close()
+    assert step == 2 and _same(restored, states[2])
+    assert (tmp_path / "ckpt" / "3.corrupt").is_dir()
+
+
+def test_lost_checksums_of_an_older_step_are_damage(tmp_path):
+    states = _saved(tmp_path, use_async=False)
+    (tmp_path / "ckpt" / "2.sha256.json").unlink()
+    _damage(tmp_path / "ckpt" / "3", "zero")
+    ckpt = Checkpointer(tmp_path / "ckpt")
+    with pytest.warns(RuntimeWarning) as record:
+        restored, step = ckpt.restore_latest(_abstract(states[1], sharding.make_mesh(1)))
+    ckpt.close()
+    messages = [str(w.message) for w in record]
+    assert any("step 3" in m and "moved it to 3.corrupt" in m for m in messages)
+    assert any("step 2" in m and "lost its checksums" in m for m in messages)
+    assert step == 1 and _same(restored, states[1])
+
+
+def test_steps_without_checksums_restore_with_a_warning(tmp_path):
+    """Older jaxgen versions (no checksums at all), or a run killed between the commit of its
+    newest step and its checksums: restored unverified, then checksummed."""
+    states = _saved(tmp_path, use_async=False)
+    for name in ("checksums.json", "3.sha256.json", "2.sha256.json", "1.sha256.json"):
+        (tmp_path / "ckpt" / name).unlink()
+    ckpt = Checkpointer(tmp_path / "ckpt")
+    with pytest.warns(RuntimeWarning, match="step 3 .* has no checksums"):
+        restored, step = ckpt.restore_latest(_abstract(states[1], sharding.make_mesh(1)))
+    ckpt.close()
+    assert step == 3 and _same(restored, states[3])
+    assert (tmp_path / "ckpt" / "3.sha256.json").exists()
+
+
+def test_read_only_skips_damage_and_writes_nothing(tmp_path):
+    states = _saved(tmp_path, use_async=False)
+    _damage(tmp_path / "ckpt" / "3", "truncate")
+    before = sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in tmp_path.rglob("*"))
+    ckpt = Checkpointer(tmp_path / "ckpt", read_only=True)
+    with pytest.warns(RuntimeWarning, match="step 3 .*skipped it"):
+        restored, step = ckpt.restore_latest(_abstract(states[1], sharding.make_mesh(1)))
+    with pytest.raises(CheckpointError, match="read-only"):
+        ckpt.save(4, states[1])
+    ckpt.close()
+    assert step == 2 and _same(restored, states[2])
+    after = sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in tmp_path.rglob("*"))
+    assert after == before
