@@ -37,7 +37,7 @@ import optax
 
 from jaxgen.engine.ema import ema_decay_at, ema_update
 from jaxgen.engine.state import TrainState
-from jaxgen.engine.step import LossFn
+from jaxgen.engine.step import LossFn, all_finite
 
 GENERATOR = "generator"
 DISCRIMINATOR = "discriminator"
@@ -199,7 +199,8 @@ def make_adversarial_train_step(
         metrics["grad_norm"] = jnp.hypot(
             metrics[f"{DISCRIMINATOR}_grad_norm"], metrics[f"{GENERATOR}_grad_norm"]
         )
-        finite = jnp.isfinite(metrics["grad_norm"])
+        metrics["batch_finite"] = all_finite(batch).astype(jnp.float32)
+        finite = jnp.isfinite(metrics["grad_norm"]) & all_finite(batch)
         for p in PLAYERS:
             finite &= jnp.isfinite(metrics[f"{p}_loss"])
             if f"{p}_update_norm" in metrics:  # a diverging update is as fatal as a NaN loss

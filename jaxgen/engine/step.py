@@ -62,6 +62,14 @@ def init_train_state(
     )
 
 
+def all_finite(tree: Any) -> jax.Array:
+    """True when every floating-point value of ``tree`` is finite (integer leaves ignored)."""
+    leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(jnp.result_type(x), jnp.inexact)]
+    if not leaves:
+        return jnp.array(True)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+
 def make_train_step(
     loss_fn: LossFn,
     tx: optax.GradientTransformation,
@@ -111,11 +119,14 @@ def make_train_step(
         # An update whose norm overflows (a diverging learning rate) is as fatal as a NaN loss:
         # stopping here keeps parameters near 1e30 out of every checkpoint.
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & jnp.isfinite(update_norm)
+        batch_finite = all_finite(batch)  # a NaN in the data stops the run at its step, even
+        # where a loss would hide it (rounding NaN images to levels gives a finite loss)
         metrics = {
             "loss": loss,
             "grad_norm": grad_norm,
             "update_norm": update_norm,
-            "finite": finite.astype(jnp.float32),
+            "finite": (finite & batch_finite).astype(jnp.float32),
+            "batch_finite": batch_finite.astype(jnp.float32),
         }
         for name, value in terms.items():
             if jnp.issubdtype(value.dtype, jnp.floating):

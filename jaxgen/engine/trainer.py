@@ -33,7 +33,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 
 from jaxgen.config import ConfigError, ExperimentConfig, config_to_json, diff_configs
 from jaxgen.data import checks
@@ -46,7 +45,7 @@ from jaxgen.engine.optimizer import learning_rate_schedule
 from jaxgen.engine.recipe import Recipe
 from jaxgen.engine.sampling import ChunkedSampler, ConditionFn
 from jaxgen.engine.state import TrainState
-from jaxgen.engine.step import Optimizer, init_train_state
+from jaxgen.engine.step import Optimizer, all_finite, init_train_state
 from jaxgen.images import make_grid, save_png
 
 log = logging.getLogger(__name__)
@@ -208,6 +207,8 @@ def _check_finite(
         checkpointer.wait()
         last = checkpointer.latest_step()
         where = f"step {last}" if last is not None else "none saved yet"
+        if not what and metrics.get("batch_finite", 1.0) < 1.0:
+            what = "training data (a NaN or Inf in the batch)"
         if not what:
             what = f"training loss, gradient or update at step {step} (loss={metrics['loss']}, "
             what += f"grad_norm={metrics['grad_norm']}"
@@ -221,14 +222,7 @@ def _check_finite(
         )
 
 
-def _all_finite(tree: Any) -> jax.Array:
-    leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
-    if not leaves:
-        return jnp.array(True)
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
-
-
-_all_finite_jit = jax.jit(_all_finite)
+_all_finite_jit = jax.jit(all_finite)
 
 
 def _check_finite_state(step: int, state: TrainState, checkpointer: Checkpointer) -> None:

@@ -28,7 +28,7 @@ from jaxgen.config import apply_overrides
 from jaxgen.engine import sharding
 from jaxgen.engine.checkpointing import Checkpointer, CheckpointError
 from jaxgen.engine.trainer import _check_finite_state, _StopRequest
-from jaxgen.run import NonFiniteLossError, load_run, train
+from jaxgen.run import NonFiniteLossError, load_run, load_train_dataset, train
 from tests.engine.test_trainer import leaves_close, tiny_config
 
 
@@ -171,3 +171,48 @@ def test_second_interrupt_during_the_final_save_does_not_abandon_it():
         handler(signal.SIGINT, None)
         with pytest.raises(KeyboardInterrupt):  # outside the final save: stop now
             handler(signal.SIGINT, None)
+
+
+def test_a_nan_in_the_data_stops_at_its_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    # A training example turns to NaN (which the VAE's rounding to levels would hide): the
+    # step whose batch holds it stops the run with its number, nothing from that step is
+    # saved, and the newest checkpoint is the step before.
+    import dataclasses
+
+    from jaxgen.engine.trainer import train_loop
+    from jaxgen.run.data import transform_for
+    from jaxgen.run.train import build_recipe as build
+
+    config = tiny_config("train.num_steps=8", "train.checkpoint_every=1")
+    dataset = load_train_dataset(config)
+
+    class PoisonedSource:  # from its fourth batch on, one example is NaN
+        calls = 0
+
+        def __len__(self):
+            return len(dataset.source)
+
+        def get(self, indices):
+            PoisonedSource.calls += 1
+            rows = dict(dataset.source.get(indices))
+            image = np.array(rows[dataset.data_key], dtype=np.float32)
+            if PoisonedSource.calls > 3:
+                image[0, 0, 0, 0] = np.nan
+            return {**rows, dataset.data_key: image}
+
+    poisoned = dataclasses.replace(dataset, source=PoisonedSource())
+    pattern = r"non-finite training data \(a NaN or Inf in the batch\) at step (\d+)"
+    with pytest.raises(NonFiniteLossError, match=pattern) as info:
+        train_loop(
+            config,
+            tmp_path,
+            recipe=build(config, poisoned),
+            dataset=poisoned,
+            mesh=sharding.make_mesh(1),
+            transform=transform_for(config),
+        )
+    bad = int(info.value.args[0].split("at step ")[1].split()[0].rstrip(";"))
+    assert bad >= 2
+    ckpt = Checkpointer(tmp_path / "checkpoints", read_only=True)
+    assert ckpt.latest_step() == bad - 1
+    ckpt.close()
