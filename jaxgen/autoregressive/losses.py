@@ -52,6 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgen.core.units import bits_per_dim
+from jaxgen.core.validation import check_binary
 
 __all__ = [
     "bits_per_dim",
@@ -100,7 +101,8 @@ def token_cross_entropy(
       logits: ``(B, T, V)`` unnormalised log-probabilities; ``logits[:, t]`` scores
         ``targets[:, t]`` (see the module docstring for the shift).
       targets: ``(B, T)`` integer tokens in ``0..V-1`` (checked when not traced).
-      mask: optional ``(B, T)`` weights (bool or 0/1 floats); 0 drops a position.
+      mask: optional ``(B, T)`` weights (bool or 0/1 floats); 0 drops a position. A
+        concrete mask holding other values raises ``ValueError`` (a traced one is not checked).
 
     Returns:
       ``(nll, terms)``, all ``(B,)`` in the float dtype of ``logits`` (at least float32):
@@ -130,6 +132,7 @@ def token_cross_entropy(
         mask = jnp.asarray(mask)
         if mask.shape != targets.shape:
             raise ValueError(f"mask must have shape {targets.shape}, got {mask.shape}.")
+        check_binary(mask, "mask")
         weights = mask.astype(dtype)
     nll = -jnp.sum(weights * picked, axis=1)
     count = jnp.sum(weights, axis=1)

@@ -21,7 +21,12 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from jaxgen.diffusion.forward import check_timesteps, q_sample
+from jaxgen.diffusion.forward import (
+    check_timestep_values,
+    check_timesteps,
+    clip_timesteps,
+    q_sample,
+)
 from jaxgen.diffusion.parameterization import check_parameterization, prediction_target
 from jaxgen.diffusion.schedules import DiffusionSchedule
 
@@ -54,7 +59,10 @@ def ddpm_loss_at(
       model_fn: ``model_fn(x_t, t) -> prediction`` of ``x0``'s shape.
       schedule: the diffusion schedule.
       x0: float data of shape ``(B, *event)``.
-      t: int ``(B,)`` 0-based timestep indices.
+      t: int ``(B,)`` 0-based timestep indices in ``[0, T - 1]``. Concrete values outside
+        raise ``ValueError`` naming them and the range. Under ``jit`` (traced ``t``) they
+        cannot be checked and are clipped to ``[0, T - 1]`` before use (the model, the
+        schedule and ``terms["t"]`` all see the clipped step), which is NaN-free.
       noise: standard normal noise of ``x0``'s shape.
       parameterization: what ``model_fn`` predicts: ``"eps"``, ``"x0"`` or ``"v"``.
 
@@ -64,6 +72,8 @@ def ddpm_loss_at(
     """
     check_parameterization(parameterization)
     check_timesteps(t, x0)
+    check_timestep_values(t, schedule.num_timesteps)
+    t = clip_timesteps(t, schedule.num_timesteps)
     xt = q_sample(schedule, x0, t, noise)
     pred = model_fn(xt, t)
     if jnp.shape(pred) != jnp.shape(x0):

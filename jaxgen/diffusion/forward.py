@@ -12,6 +12,12 @@ holding 0-based indices (``t = 0`` is the paper's ``t = 1``). Per-example coeffi
 reshaped to ``(B, 1, ..., 1)`` explicitly, so the code is valid under
 ``jax_numpy_rank_promotion="raise"``; returned variances/standard deviations have that
 broadcastable shape.
+
+Out-of-range timesteps. Concrete ``t`` outside ``[0, T - 1]`` raise ``ValueError`` naming the
+values and the range (:func:`check_timestep_values`). Under ``jit``/``vmap``/``grad`` the
+values are not known, so they cannot be checked; there every gather clips ``t`` to
+``[0, T - 1]`` explicitly (:func:`clip_timesteps`), so a traced out-of-range ``t`` gives the
+coefficients of the nearest valid step, never NaN and never a wrapped-around index.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from jaxgen.core.validation import check_index_range
 from jaxgen.diffusion.schedules import DiffusionSchedule
 
 __all__ = ["expand_to", "extract", "q_mean_std", "q_posterior", "q_sample"]
@@ -49,19 +56,34 @@ def check_timesteps(t: jax.Array, x: jax.Array, *, name: str = "t") -> None:
         )
 
 
+def check_timestep_values(t: jax.Array, num_timesteps: int, *, name: str = "t") -> None:
+    """``ValueError`` unless every value of a concrete ``t`` is a step index in
+    ``[0, T - 1]`` (skipped under ``jit``, where :func:`clip_timesteps` applies)."""
+    check_index_range(t, int(num_timesteps), name)
+
+
+def clip_timesteps(t: jax.Array, num_timesteps: int) -> jax.Array:
+    """``t`` clipped to ``[0, T - 1]``: the documented behaviour for traced out-of-range
+    steps (negative steps are clipped to 0, not wrapped around)."""
+    return jnp.clip(t, 0, int(num_timesteps) - 1)
+
+
 def extract(coefficients: jax.Array, t: jax.Array, x: jax.Array) -> jax.Array:
     """Gathers ``coefficients[t]`` and reshapes it to broadcast against ``x``.
 
     Args:
       coefficients: a ``(T,)`` schedule field.
-      t: int ``(B,)`` 0-based timestep indices.
+      t: int ``(B,)`` 0-based timestep indices in ``[0, T - 1]`` (concrete values outside
+        raise ``ValueError``; traced ones are clipped, see the module doc).
       x: array of shape ``(B, *event)``.
 
     Returns:
       Array of shape ``(B, 1, ..., 1)`` with ``x.ndim`` dims.
     """
     check_timesteps(t, x)
-    return expand_to(coefficients[t], jnp.ndim(x))
+    size = jnp.shape(coefficients)[0]
+    check_timestep_values(t, size)
+    return expand_to(coefficients[clip_timesteps(t, size)], jnp.ndim(x))
 
 
 def q_mean_std(

@@ -29,7 +29,7 @@ from __future__ import annotations
 import jax
 
 from jaxgen.core import parameterization as core_param
-from jaxgen.diffusion.forward import check_timesteps
+from jaxgen.diffusion.forward import check_timestep_values, check_timesteps, clip_timesteps
 from jaxgen.diffusion.schedules import DiffusionSchedule
 
 __all__ = [
@@ -59,8 +59,11 @@ def alpha_sigma(
     schedule: DiffusionSchedule, t: jax.Array, x: jax.Array
 ) -> tuple[jax.Array, jax.Array]:
     """``(alpha_t, sigma_t) = (sqrt(abar_t), sqrt(1 - abar_t))``, each ``(B,)``, at the 0-based
-    steps ``t`` (checked against ``x`` of shape ``(B, *event)``)."""
+    steps ``t`` (checked against ``x`` of shape ``(B, *event)``; concrete ``t`` outside
+    ``[0, T - 1]`` raise ``ValueError``, traced ``t`` is clipped to that range)."""
     check_timesteps(t, x)
+    check_timestep_values(t, schedule.num_timesteps)
+    t = clip_timesteps(t, schedule.num_timesteps)  # traced t: clipped (forward module doc)
     return schedule.sqrt_alphas_cumprod[t], schedule.sqrt_one_minus_alphas_cumprod[t]
 
 

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 from jax.scipy.special import log_ndtr
 
 from jaxgen.core.units import bits_per_dim
-from jaxgen.core.validation import check_choice, check_num_levels
+from jaxgen.core.validation import check_choice, check_num_levels, check_on_grid
 from jaxgen.diffusion.ddpm_loss import ModelFn
 from jaxgen.diffusion.forward import check_timesteps, expand_to, q_posterior, q_sample
 from jaxgen.diffusion.parameterization import check_parameterization, to_x0
@@ -99,7 +99,8 @@ def discretized_gaussian_log_likelihood(
     by about ``eps^(2/3)``. Every branch is finite, so gradients are finite.
 
     Args:
-      x: data on the ``num_levels`` grid in ``[-1, 1]``.
+      x: data on the ``num_levels`` grid in ``[-1, 1]`` (concrete data off the grid raise
+        ``ValueError``; traced data are not checked).
       mean: Gaussian means, same shape as ``x``.
       log_scale: log standard deviations, broadcastable against ``x`` (same rank or scalar).
       num_levels: number of levels ``L >= 2`` (256 for 8-bit images).
@@ -109,6 +110,7 @@ def discretized_gaussian_log_likelihood(
     """
     num_levels = check_num_levels(num_levels)
     x = jnp.asarray(x)
+    check_on_grid(x, num_levels, "x (data of the discretized Gaussian decoder)")
     mean = jnp.asarray(mean)
     if mean.shape != x.shape:
         raise ValueError(f"mean must have x's shape {x.shape}, got {mean.shape}.")

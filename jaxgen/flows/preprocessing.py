@@ -91,9 +91,11 @@ def unit_to_levels(y: jax.Array, *, num_levels: int) -> jax.Array:
 
 
 def logit_forward(y: jax.Array, *, alpha: float = 0.05) -> tuple[jax.Array, jax.Array]:
-    """``(logit(alpha + (1 - 2 alpha) y), log_det (B,))`` for ``y`` in ``[0, 1]``."""
+    """``(logit(alpha + (1 - 2 alpha) y), log_det (B,))`` for ``y`` in ``[0, 1]`` (concrete
+    ``y`` outside raise ``ValueError``; traced ``y`` is not checked)."""
     y = _check_float(y, "logit_forward")
     _check_alpha(alpha)
+    check_range(y, 0.0, 1.0, "y (the input of logit_forward)")
     p = alpha + (1.0 - 2.0 * alpha) * y
     z = jnp.log(p) - jnp.log1p(-p)
     per_element = math.log1p(-2.0 * alpha) - jnp.log(p) - jnp.log1p(-p)

@@ -32,6 +32,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jaxgen.core.validation import check_finite_number
+
 __all__ = ["clip_weights", "gradient_penalty", "input_gradient_norms", "r1_penalty"]
 
 CriticFn = Callable[[jax.Array], jax.Array]
@@ -71,6 +73,7 @@ def gradient_penalty(
       ``(per_example, terms)``: terms ``gradient_penalty`` (the per-example penalty) and
       ``interpolate_grad_norm`` (``||grad D(x_hat)||_2``).
     """
+    check_finite_number(target, "target", low=0.0)
     real, fake = jnp.asarray(real), jnp.asarray(fake)
     if real.shape != fake.shape:
         raise ValueError(f"real and fake must have the same shape, got {real.shape}, {fake.shape}.")

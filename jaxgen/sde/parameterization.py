@@ -37,9 +37,11 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxgen.core import parameterization as core_param
 from jaxgen.core.parameterization import convert, from_x0_eps, to_x0_eps
+from jaxgen.core.validation import check_finite_number, is_concrete
 from jaxgen.sde.sdes import SDE, ScoreFn, _bcast
 
 __all__ = [
@@ -73,7 +75,15 @@ def score_to_x0(score: jax.Array, x: jax.Array, alpha: jax.Array, sigma: jax.Arr
 def edm_coefficients(
     sigma_ratio: jax.Array, sigma_data: float
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-    """EDM's ``(c_skip, c_out, c_in, c_noise)`` at noise level ``sigma_ratio = sigma/alpha``."""
+    """EDM's ``(c_skip, c_out, c_in, c_noise)`` at noise level ``sigma_ratio = sigma/alpha``
+    (``sigma_data > 0``; concrete ``sigma_ratio`` must be ``> 0``, ``ValueError`` otherwise)."""
+    check_finite_number(sigma_data, "sigma_data", low=0.0, low_open=True)
+    if (
+        is_concrete(sigma_ratio)
+        and np.size(sigma_ratio)
+        and not np.all(np.asarray(sigma_ratio) > 0)
+    ):
+        raise ValueError(f"sigma_ratio must be > 0, got values down to {np.min(sigma_ratio)!r}.")
     var = jnp.square(sigma_ratio) + sigma_data**2
     c_skip = sigma_data**2 / var
     c_out = sigma_ratio * sigma_data / jnp.sqrt(var)
@@ -97,6 +107,7 @@ def network_to_denoiser(
     and its output is read as the named prediction.
     """
     check_parameterization(parameterization)
+    check_finite_number(sigma_data, "sigma_data", low=0.0, low_open=True)
     noise_input = noise_input or (lambda t: t)
 
     def x0_fn(x: jax.Array, t: jax.Array) -> jax.Array:

@@ -82,6 +82,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from jaxgen.core.validation import check_time_range
 from jaxgen.sde.parameterization import NetworkFn, check_parameterization, edm_coefficients
 from jaxgen.sde.sdes import SDE, _bcast
 
@@ -164,7 +165,10 @@ def _eps_space_weight(sde: SDE, t: jax.Array, weighting: str, sigma_data: float)
 
 
 def _per_example_t(t: jax.Array, x0: jax.Array) -> jax.Array:
-    t = jnp.asarray(t, dtype=x0.dtype)
+    t = jnp.asarray(t)
+    if not (jnp.issubdtype(t.dtype, jnp.floating) or jnp.issubdtype(t.dtype, jnp.integer)):
+        raise ValueError(f"t must hold real times in (0, T], got dtype {t.dtype}.")
+    t = t.astype(x0.dtype)
     if t.ndim == 0:
         return jnp.broadcast_to(t, (x0.shape[0],))
     if t.shape != (x0.shape[0],):
@@ -198,7 +202,11 @@ def dsm_loss_at(
         (:func:`jaxgen.sde.network_to_denoiser`).
       sde: the forward SDE.
       x0: float data ``(B, *event)``.
-      t: times, a scalar or ``(B,)``.
+      t: times in ``(0, T]``, a scalar or ``(B,)``. Concrete times outside (or NaN) raise
+        ``ValueError`` naming them and the range. Under ``jit`` (traced ``t``) they cannot
+        be checked and are mapped into the range instead, NaN-free: ``t > T`` becomes ``T``
+        and ``t <= 0`` becomes ``eps * T`` (``eps`` the dtype's machine epsilon); the
+        network, the weight and ``terms["t"]`` all see the mapped time.
       noise: standard normal noise of ``x0``'s shape.
       parameterization: one of :data:`jaxgen.sde.PARAMETERIZATIONS`.
       weighting: one of :data:`WEIGHTINGS`.
@@ -213,6 +221,11 @@ def dsm_loss_at(
     _check_options(parameterization, weighting, reduce, sigma_data)
     x0 = _check_x0(x0)
     t = _per_example_t(t, x0)
+    t_max = float(sde.T)
+    check_time_range(t, t_max, "t")
+    # Traced t cannot be checked: t > T is clipped to T and t <= 0 (where sigma = 0 and the
+    # weights divide by zero) is replaced by the dtype's machine epsilon times T.
+    t = jnp.where(t > 0.0, jnp.minimum(t, t_max), jnp.finfo(x0.dtype).eps * t_max)
     if jnp.shape(noise) != x0.shape:
         raise ValueError(f"noise must have x0's shape {x0.shape}, got {jnp.shape(noise)}.")
     weight = _eps_space_weight(sde, t, weighting, sigma_data).astype(x0.dtype)

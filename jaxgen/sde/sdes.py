@@ -26,6 +26,11 @@ Given a score function ``s(x, t) ~ grad_x log p_t(x)``:
 * reverse SDE (eq. 6): ``dx = [f - g^2 s] dt + g dw_bar`` (time running backwards);
 * probability-flow ODE (eq. 13): ``dx/dt = f - g^2 s / 2``, with the same marginals.
 
+Hyperparameters are checked when an SDE is built from concrete numbers (``ValueError``
+naming the value): ``0 <= beta_min <= beta_max``, ``beta_max > 0`` (VP, sub-VP);
+``0 < sigma_min < sigma_max`` (VE); ``0 < t_min < T``. Built from traced values (inside
+``jit``, or when JAX rebuilds the pytree) they are not checked.
+
 Arguments: ``x`` has shape ``(B, *event)`` and ``t`` is float ``(B,)``; coefficient methods
 (``alpha``, ``sigma``, ``diffusion``, ...) work elementwise on any ``t``.
 
@@ -44,8 +49,10 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxgen.core import sampling
+from jaxgen.core.validation import check_finite_number, check_positive_int
 from jaxgen.diffusion.schedules import DiffusionSchedule, schedule_from_betas
 
 __all__ = ["SDE", "SDES", "ScoreFn", "SubVPSDE", "VESDE", "VPSDE", "make_sde"]
@@ -170,7 +177,9 @@ class SDE(abc.ABC):
 
     def time_grid(self, num_steps: int, *, t_min: float | None = None) -> jax.Array:
         """``num_steps + 1`` times from ``T`` down to ``t_min``, uniform in ``t``."""
+        num_steps = check_positive_int(num_steps, "num_steps")
         t_min = self.t_min if t_min is None else t_min
+        check_finite_number(t_min, "t_min", low=0.0, high=self.T, high_open=True)
         return jnp.linspace(self.T, t_min, num_steps + 1)
 
 
@@ -192,10 +201,78 @@ def _pytree(cls):
         return [getattr(obj, n) for n in names], None
 
     def unflatten(_, children):
-        return cls(*children)
+        # Rebuilt without __init__, so without __post_init__'s checks: JAX rebuilds pytrees
+        # with placeholders, vmap axes and gradients, which are not hyperparameters.
+        obj = object.__new__(cls)
+        for n, child in zip(names, children, strict=True):
+            object.__setattr__(obj, n, child)
+        return obj
 
     jax.tree_util.register_pytree_with_keys(cls, flatten_with_keys, unflatten, flatten)
     return cls
+
+
+def _concrete_fields(sde: SDE) -> dict[str, np.ndarray] | None:
+    """Every field of ``sde`` as a float array when all are concrete reals, else ``None``:
+    an SDE holding tracers (built inside ``jit``) or used as a ``vmap`` axis spec such as
+    ``VPSDE(0, 0, None)`` is not checked."""
+    values = {}
+    for field in dataclasses.fields(sde):
+        value = getattr(sde, field.name)
+        if value is None or isinstance(value, (bool, jax.core.Tracer)):
+            return None
+        try:
+            values[field.name] = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            return None
+    return values
+
+
+def _fail(sde: SDE, message: str) -> None:
+    raise ValueError(f"{type(sde).__name__}: {message}")
+
+
+def _check_t_min(sde: SDE, t_min: np.ndarray) -> None:
+    if not np.all((t_min > 0.0) & (t_min < sde.T)):
+        _fail(sde, f"t_min must lie in (0, T) = (0, {sde.T:g}), got {sde.t_min!r}.")
+
+
+def _check_betas(sde: SDE) -> None:
+    """``0 <= beta_min <= beta_max`` with ``beta_max > 0``, all finite."""
+    v = _concrete_fields(sde)
+    if v is None:
+        return
+    lo, hi = v["beta_min"], v["beta_max"]
+    if not np.all(np.isfinite(lo) & (lo >= 0.0)):
+        _fail(sde, f"beta_min must be a finite number >= 0, got {sde.beta_min!r}.")
+    if not np.all(np.isfinite(hi) & (hi > 0.0)):
+        _fail(sde, f"beta_max must be a finite number > 0, got {sde.beta_max!r}.")
+    if np.any(hi < lo):
+        _fail(
+            sde,
+            f"beta(t) must be non-decreasing, i.e. beta_max >= beta_min, got "
+            f"beta_min = {sde.beta_min!r} > beta_max = {sde.beta_max!r}.",
+        )
+    _check_t_min(sde, v["t_min"])
+
+
+def _check_sigmas(sde: SDE) -> None:
+    """``0 < sigma_min < sigma_max``, all finite."""
+    v = _concrete_fields(sde)
+    if v is None:
+        return
+    lo, hi = v["sigma_min"], v["sigma_max"]
+    if not np.all(np.isfinite(lo) & (lo > 0.0)):
+        _fail(sde, f"sigma_min must be a finite number > 0, got {sde.sigma_min!r}.")
+    if not np.all(np.isfinite(hi) & (hi > 0.0)):
+        _fail(sde, f"sigma_max must be a finite number > 0, got {sde.sigma_max!r}.")
+    if not np.all(hi > lo):
+        _fail(
+            sde,
+            f"sigma_max must be greater than sigma_min (the noise grows with t), got "
+            f"sigma_min = {sde.sigma_min!r} and sigma_max = {sde.sigma_max!r}.",
+        )
+    _check_t_min(sde, v["t_min"])
 
 
 class _LinearBetaMixin:
@@ -230,9 +307,7 @@ class _LinearBetaMixin:
         """The DDPM chain this SDE is the limit of (Song et al. App. B):
         ``beta_i = beta_min / N + (i / (N - 1)) (beta_max - beta_min) / N``, ``i = 0..N-1``.
         With the defaults and ``N = 1000`` this is Ho et al.'s linear 1e-4..0.02 schedule."""
-        import numpy as np
-
-        n = int(num_steps)
+        n = check_positive_int(num_steps, "num_steps", minimum=2)
         i = np.arange(n, dtype=np.float64)
         beta_min, beta_max = float(self.beta_min), float(self.beta_max)
         return schedule_from_betas((beta_min + i / (n - 1) * (beta_max - beta_min)) / n)
@@ -245,6 +320,9 @@ class VPSDE(_LinearBetaMixin, SDE):
     beta_min: float = 0.1
     beta_max: float = 20.0
     t_min: float = 1e-3
+
+    def __post_init__(self) -> None:
+        _check_betas(self)
 
     def sigma(self, t: jax.Array) -> jax.Array:
         return jnp.sqrt(-jnp.expm1(-self.integrated_beta(t)))
@@ -274,6 +352,9 @@ class SubVPSDE(_LinearBetaMixin, SDE):
     beta_max: float = 20.0
     t_min: float = 1e-3
 
+    def __post_init__(self) -> None:
+        _check_betas(self)
+
     def sigma(self, t: jax.Array) -> jax.Array:
         return -jnp.expm1(-self.integrated_beta(t))
 
@@ -300,6 +381,9 @@ class VESDE(SDE):
     sigma_min: float = 0.01
     sigma_max: float = 50.0
     t_min: float = 1e-5
+
+    def __post_init__(self) -> None:
+        _check_sigmas(self)
 
     def _log_ratio(self):
         return jnp.log(self.sigma_max) - jnp.log(self.sigma_min)

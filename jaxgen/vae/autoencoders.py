@@ -52,7 +52,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxgen.core.validation import check_choice
+from jaxgen.core.validation import check_choice, check_finite_number
 from jaxgen.vae.gaussian import sum_event
 
 __all__ = ["CORRUPTIONS", "PENALTIES", "autoencoder_loss", "corrupt", "code_penalty"]
@@ -152,6 +152,7 @@ def autoencoder_loss(
       (unweighted), each ``(B,)``.
     """
     _check_options(penalty, corruption, noise_std, mask_prob)
+    check_finite_number(penalty_weight, "penalty_weight", low=0.0)
     x = jnp.asarray(x)
     if x.ndim < 1:
         raise ValueError(f"x must have shape (B, *event), got {x.shape}.")

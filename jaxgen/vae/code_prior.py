@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxgen.core.sampling import SamplerOutput, as_example_keys
-from jaxgen.core.validation import check_positive_int, check_sample_shape
+from jaxgen.core.validation import check_index_range, check_positive_int, check_sample_shape
 
 __all__ = [
     "factorized_prior_log_prob",
@@ -69,11 +69,13 @@ def factorized_prior_log_prob(logits: jax.Array, indices: jax.Array) -> jax.Arra
     """``log p(indices) = sum_j log softmax(logits_j)[indices_j]`` per example, (B,).
 
     ``logits`` (*grid, K) are shared over the batch; ``indices`` (B, *grid) are integer codes
-    in ``[0, K)`` (out-of-range values are clamped by the gather, not checked under jit).
+    in ``[0, K)`` (concrete values outside raise ``ValueError``; under jit they are not
+    checked and are clamped by the gather).
     """
     logits = _check_logits(logits)
     indices = _check_indices(indices)
     grid, num_codes = logits.shape[:-1], logits.shape[-1]
+    check_index_range(indices, num_codes, "indices", what="K")
     if indices.shape[1:] != grid:
         raise ValueError(
             f"indices must have shape (B, *grid) with grid = logits.shape[:-1] = {grid}, "
@@ -137,6 +139,7 @@ def uniform_prior_log_prob(indices: jax.Array, num_codes: int) -> jax.Array:
     the number of grid positions of ``indices`` (B, *grid)."""
     indices = _check_indices(indices)
     num_codes = check_positive_int(num_codes, "num_codes")
+    check_index_range(indices, num_codes, "indices", what="K")
     num_positions = math.prod(indices.shape[1:])
     value = -num_positions * math.log(num_codes)
     return jnp.full(indices.shape[:1], value, jnp.zeros(()).dtype)

@@ -59,7 +59,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from jaxgen.core.validation import check_choice, check_positive_int
+from jaxgen.core.validation import check_choice, check_finite_number, check_positive_int
 from jaxgen.vae.gaussian import DiagonalGaussian, standard_normal_log_prob
 
 __all__ = ["FREE_BITS_MODES", "KL_ESTIMATORS", "elbo_loss", "kl_warmup"]
@@ -126,7 +126,8 @@ def elbo_loss(
         ``functools.partial(log_likelihood, "bernoulli")``.
       x: data (B, *event).
       key: the key of the one ``z`` drawn per example (``posterior.sample(key)``).
-      beta: weight of the KL penalty, a scalar (may be traced).
+      beta: weight of the KL penalty, a scalar ``>= 0`` (checked when concrete; may be
+        traced, and is then not checked).
       kl_estimator: one of :data:`KL_ESTIMATORS`.
       free_bits: ``lambda``, nats per latent dimension (a Python float >= 0; 0 disables).
       free_bits_mode: one of :data:`FREE_BITS_MODES`.
@@ -147,6 +148,7 @@ def elbo_loss(
     beta = jnp.asarray(beta)
     if beta.ndim != 0:
         raise ValueError(f"beta must be a scalar, got shape {beta.shape}.")
+    check_finite_number(beta, "beta", low=0.0)
     x = _check_x(x)
     batch = x.shape[0]
 

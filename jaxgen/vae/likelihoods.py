@@ -34,8 +34,14 @@ logits), the second, where present, the log scale. Every log-likelihood below is
   directly and, where that difference falls below 1e-5, falls back to the midpoint density
   ``log p_logistic(x) + log(2 h)``; with the identity above the exact value stays available
   there, so no fallback is needed (the tests compare both against an mpmath reference).
-  Data off the grid are not detected (that would not be jittable): they are scored with the
-  bin of width ``2 h`` centred on them.
+  Concrete data off the grid (or outside ``[-1, 1]``) raise ``ValueError``; under ``jit`` the
+  values cannot be checked, and off-grid data are scored with the bin of width ``2 h``
+  centred on them (finite, but not a probability of the model).
+
+Support checks: concrete ``x`` off the support of ``"bernoulli"`` ({0, 1}) or
+``"discretized_logistic"`` (the grid) raise ``ValueError`` naming the value; traced ``x``
+(under ``jit``) is not checked (Bernoulli then gives the finite, unnormalised
+``x l - softplus(l)``).
 
 :func:`decoder_mean` gives the picture in data space (Bernoulli: ``sigmoid(l)``; Gaussians:
 ``mu``; discretized logistic: ``mu`` clipped to ``[-1, 1]``) and :func:`decoder_sample` one draw
@@ -58,7 +64,7 @@ import jax.numpy as jnp
 
 from jaxgen.core.levels import images_to_levels, levels_to_images
 from jaxgen.core.sampling import as_example_keys
-from jaxgen.core.validation import check_choice, check_num_levels
+from jaxgen.core.validation import check_binary, check_choice, check_num_levels, check_on_grid
 from jaxgen.vae.gaussian import sum_event
 
 __all__ = [
@@ -89,7 +95,7 @@ def _required_levels(num_levels: int | None) -> int:
 
 
 def _check_fixed_std(fixed_std: float) -> None:
-    if isinstance(fixed_std, (int, float)) and not fixed_std > 0.0:
+    if isinstance(fixed_std, (int, float)) and not 0.0 < fixed_std < math.inf:
         raise ValueError(f"fixed_std must be positive, got {fixed_std}.")
 
 
@@ -171,6 +177,10 @@ def log_likelihood(
         num_levels = _required_levels(num_levels)
     if name == "gaussian_fixed":
         _check_fixed_std(fixed_std)
+    if name == "bernoulli":
+        check_binary(x, "x (data of the bernoulli likelihood)")
+    elif name == "discretized_logistic":
+        check_on_grid(x, num_levels, "x (data of the discretized_logistic likelihood)")
     dtype = jnp.result_type(out.dtype, jnp.float32)
     out = out.astype(dtype)
     x = x.astype(dtype)

@@ -74,7 +74,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxgen.core.validation import check_positive_int
+from jaxgen.core.validation import check_index_range, check_positive_int
 from jaxgen.vae.gaussian import sum_event
 
 __all__ = [
@@ -191,6 +191,7 @@ def codebook_perplexity(indices: jax.Array, num_codes: int) -> jax.Array:
     ``indices`` (every batch element and position); a scalar in ``[1, num_codes]``."""
     indices = _check_indices(indices)
     num_codes = check_positive_int(num_codes, "num_codes")
+    check_index_range(indices, num_codes, "indices", what="num_codes")
     if indices.size == 0:
         raise ValueError("indices must not be empty.")
     counts = jnp.zeros((num_codes,), jnp.zeros(()).dtype).at[indices.reshape(-1)].add(1.0)
@@ -263,6 +264,7 @@ def ema_codebook_update(
     num_codes, dim = _check_state(state)
     z_e = _check_z_e(z_e, dim)
     indices = _check_indices(indices, z_e.shape[:-1])
+    check_index_range(indices, num_codes, "indices", what="K")
     if _is_static(decay) and not 0.0 <= decay <= 1.0:
         raise ValueError(f"decay must lie in [0, 1], got {decay}.")
     if _is_static(epsilon) and not epsilon >= 0.0:

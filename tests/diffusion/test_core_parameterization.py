@@ -45,7 +45,7 @@ def test_diffusion_converters_agree_with_core(x64):
     v = core_param.from_x0_eps(x0, eps, alpha, sigma, parameterization="v")
     np.testing.assert_allclose(diffusion.x0_from_v(sched, xt, t, v), x0, rtol=1e-9, atol=1e-9)
     # Negative control: the schedule read at the wrong step does not agree.
-    wrong = diffusion.to_x0(sched, xt, t + 1, v, parameterization="v")
+    wrong = diffusion.to_x0(sched, xt, (t + 1) % sched.num_timesteps, v, parameterization="v")
     assert not np.allclose(wrong, x0, rtol=1e-6, atol=1e-6)
 
 

@@ -44,7 +44,7 @@ import jax.numpy as jnp
 
 from jaxgen.core import sampling
 from jaxgen.core.sampling import SamplerOutput
-from jaxgen.core.validation import check_sample_shape
+from jaxgen.core.validation import check_sample_shape, check_time_range
 from jaxgen.sde.parameterization import score_to_x0
 from jaxgen.sde.samplers import time_steps
 from jaxgen.sde.sdes import SDE, ScoreFn, _bcast
@@ -93,7 +93,9 @@ def resolve_t_min(sde: SDE, t_min: float | jax.Array | None) -> jax.Array:
 
 def tweedie_denoise(score_fn: ScoreFn, sde: SDE, x: jax.Array, t: jax.Array) -> jax.Array:
     """Tweedie's ``E[x_0 | x_t = x] = (x + sigma(t)^2 s(x, t)) / alpha(t)`` for a scalar
-    ``t`` (one model evaluation)."""
+    ``t`` in ``(0, T]`` (one model evaluation; a concrete ``t`` outside raises
+    ``ValueError``, a traced one is not checked)."""
+    check_time_range(t, float(sde.T), "t")
     t_b = jnp.full((x.shape[0],), t, dtype=x.dtype)
     return score_to_x0(score_fn(x, t_b), x, sde.alpha(t_b), sde.sigma(t_b)).astype(x.dtype)
 

@@ -67,7 +67,7 @@ import jax.numpy as jnp
 
 from jaxgen.core import sampling
 from jaxgen.core.sampling import SamplerOutput
-from jaxgen.core.validation import check_choice, check_sample_shape
+from jaxgen.core.validation import check_choice, check_positive_int, check_sample_shape
 from jaxgen.sde.samplers.euler_maruyama import (
     check_num_steps,
     euler_maruyama_step,
@@ -134,6 +134,7 @@ def reverse_diffusion_predictor(
     ``(f_i, G_i) = sde.discretize(x, t, num_steps)``; ``t_next`` is unused (the chain's
     step is ``T / num_steps``)."""
     del t_next
+    num_steps = check_positive_int(num_steps, "num_steps")
     f, g = sde.discretize(x, t, num_steps)
     g = _bcast(g, x)
     z = example_normal(key, x)
@@ -162,6 +163,7 @@ def ancestral_predictor(
     :meth:`SDE.discretize` at ``t``; ``t_next`` is unused. Raises for other SDEs."""
     del t_next
     _check_ancestral(sde)
+    num_steps = check_positive_int(num_steps, "num_steps")
     _, g = sde.discretize(x, t, num_steps)
     g2 = jnp.square(g)  # VP: beta_i; VE: sigma_i^2 - sigma_{i-1}^2
     z = example_normal(key, x)
@@ -198,6 +200,7 @@ def langevin_corrector(
     else 1. The norms are per example (``"per_example"``) or their batch means
     (``"batch_mean"``); see the module docstring for when each is appropriate."""
     check_choice("langevin_step", langevin_step, LANGEVIN_STEPS)
+    num_steps = check_positive_int(num_steps, "num_steps")
     s = score_fn(x, t)
     z = example_normal(key, x)
     grad_norm = _per_example_norm(s)
@@ -233,6 +236,8 @@ def pc_nfe(
     num_steps: int, predictor: str, corrector: str, num_corrector_steps: int, denoise: bool
 ) -> int:
     """``N (P + M C) + denoise``: the model evaluations of a PC run."""
+    num_steps = check_positive_int(num_steps, "num_steps")
+    check_positive_int(num_corrector_steps, "num_corrector_steps", minimum=0)
     per_step = int(predictor != "none") + num_corrector_steps * int(corrector != "none")
     return num_steps * per_step + int(bool(denoise))
 

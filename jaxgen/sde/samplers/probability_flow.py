@@ -74,7 +74,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxgen.core.sampling import SamplerOutput
-from jaxgen.core.validation import check_choice, check_sample_shape
+from jaxgen.core.validation import check_choice, check_sample_shape, check_time_range
 from jaxgen.sde.samplers.euler_maruyama import (
     check_num_steps,
     prior_and_step_keys,
@@ -222,7 +222,8 @@ def probability_flow_solve(
       score_fn: ``score_fn(x, t)``, ``x (B, *event)``, float ``t (B,)``.
       sde: the forward SDE.
       x: the state at ``t0``, ``(B, *event)``.
-      t0: start time (scalar).
+      t0: start time (scalar) in ``(0, T]``; concrete times outside (also for ``t1``)
+        raise ``ValueError``, traced ones are not checked.
       t1: end time (scalar).
       method: ``"euler"``, ``"heun"`` (``num_steps`` uniform steps) or ``"adaptive"``.
       num_steps: static number of steps of the fixed-step methods.
@@ -241,6 +242,8 @@ def probability_flow_solve(
       ``per_example=True``.
     """
     _check_options(method, num_steps, solver, max_steps)
+    check_time_range(t0, float(sde.T), "t0")
+    check_time_range(t1, float(sde.T), "t1")
     x = jnp.asarray(x)
     if x.ndim < 1:
         raise ValueError(f"x must have shape (B, *event), got {x.shape}.")
