@@ -108,6 +108,12 @@ CASES = [
     ("value as section", [*T, "train.num_steps.x=1"], r"'num_steps' is a value, not a section"),
     ("bool", [*T, "train.progress_bar=maybe"], r"expected true or false, got 'maybe'"),
     ("unknown dataset", [*T, "data.name=digitz"], r"unknown dataset 'digitz'.*'digits'"),
+    (
+        "VE sigma_min > sigma_max",
+        ["train", str(ROOT / "experiments" / "sde_ve_digits.py"), "--workdir", "WORK"]
+        + ["model.sigma_min=100.0", "train.num_steps=1"],
+        r"score_sde model config: .*sigma_min.*sigma_max",
+    ),
     # --- files and the workdir ----------------------------------------------------------
     ("missing config", ["train", "nosuch.py", "--workdir", "WORK"], r"'nosuch\.py' does not exist"),
     ("config is a dir", ["train", "TMP", "--workdir", "WORK"], r"is not a file"),

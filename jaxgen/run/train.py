@@ -6,7 +6,7 @@ import pathlib
 
 import jax
 
-from jaxgen.config import ExperimentConfig
+from jaxgen.config import ConfigError, ExperimentConfig
 from jaxgen.data.registry import Dataset
 from jaxgen.engine.recipe import Recipe
 from jaxgen.engine.trainer import TrainResult, train_loop
@@ -17,13 +17,18 @@ from jaxgen.run.families import get_recipe
 def build_recipe(config: ExperimentConfig, dataset: Dataset) -> Recipe:
     """The recipe of ``config.family``, told the data's shape, levels, key and classes."""
     recipe_cls = get_recipe(config.family)
-    return recipe_cls(
-        config,
-        data_shape=dataset.event_shape,
-        num_levels=dataset.num_levels,
-        data_key=dataset.data_key,
-        num_classes=dataset.num_classes,
-    )
+    try:
+        return recipe_cls(
+            config,
+            data_shape=dataset.event_shape,
+            num_levels=dataset.num_levels,
+            data_key=dataset.data_key,
+            num_classes=dataset.num_classes,
+        )
+    except ConfigError:
+        raise
+    except ValueError as err:  # the family's maths refused a value the config gave it
+        raise ConfigError(f"{config.family} model config: {err}") from err
 
 
 def train(

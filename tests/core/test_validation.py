@@ -112,10 +112,51 @@ def test_check_sample_shape():
 
 def test_all_names_exported():
     assert set(validation.__all__) == {
+        "check_binary",
         "check_choice",
+        "check_finite_number",
+        "check_index_range",
         "check_num_levels",
+        "check_on_grid",
         "check_positive_int",
         "check_range",
         "check_sample_shape",
+        "check_time_range",
         "is_concrete",
     }
+
+
+def test_value_checks_name_the_value_and_skip_tracers():
+    """The issue-18 validators: eager checks with one message style, no checks on tracers."""
+    v = validation
+    assert v.check_finite_number(0.5, "eta", low=0.0) == 0.5
+    with pytest.raises(ValueError, match=r"eta must be a finite number in \[0, inf\), got -1"):
+        v.check_finite_number(-1, "eta", low=0.0)
+    with pytest.raises(ValueError, match=r"top_p must be a finite number in \(0, 1\], got nan"):
+        v.check_finite_number(float("nan"), "top_p", low=0.0, high=1.0, low_open=True)
+    v.check_index_range(jnp.array([0, 9]), 10, "t")
+    with pytest.raises(ValueError, match=r"t must lie in \[0, T - 1\] = \[0, 9\].*\[-1, 10\]"):
+        v.check_index_range(jnp.array([-1, 10]), 10, "t")
+    v.check_time_range(jnp.array([1e-5, 1.0]), 1.0)
+    with pytest.raises(ValueError, match=r"t must lie in \(0, 1\]"):
+        v.check_time_range(0.0, 1.0)
+    v.check_time_range(0.0, 1.0, low_open=False)
+    v.check_binary(jnp.array([0.0, 1.0, 1.0]), "x")
+    v.check_binary(jnp.array([True, False]), "mask")
+    with pytest.raises(ValueError, match=r"x must hold only 0 or 1.*got 0.5"):
+        v.check_binary(jnp.array([0.0, 0.5]), "x")
+    grid = jnp.arange(17, dtype=jnp.float32) / 8.0 - 1.0
+    v.check_on_grid(grid, 17, "x")
+    with pytest.raises(ValueError, match=r"x must lie on the grid of num_levels = 17.*got 0.03"):
+        v.check_on_grid(grid.at[8].set(0.03), 17, "x")
+
+    @jax.jit
+    def traced(x):  # none of these can see traced values: they are skipped
+        v.check_index_range(x, 1, "t")
+        v.check_time_range(x, 1.0)
+        v.check_binary(x, "x")
+        v.check_on_grid(x, 2, "x")
+        v.check_finite_number(x[0], "x", low=0.0)
+        return x
+
+    traced(jnp.array([-5.0, 0.5]))

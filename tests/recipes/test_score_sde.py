@@ -188,7 +188,8 @@ def test_declarations():
 def test_eta_is_refused_for_score_samplers():
     recipe = _recipe("vp")
     assert "eta" not in recipe.sample_options
-    with pytest.raises(ValueError, match="family 'score_sde' has no sample option eta .*sampler, num_steps"):
+    pattern = "family 'score_sde' has no sample option eta .*sampler, num_steps"
+    with pytest.raises(ValueError, match=pattern):
         recipe.sample(None, jax.random.key(0), 2, eta=0.5)
     with pytest.raises(ValueError, match="temperature"):
         recipe.sample(None, jax.random.key(0), 2, temperature=0.5)
