@@ -108,6 +108,7 @@ CASES = [
     ("value as section", [*T, "train.num_steps.x=1"], r"'num_steps' is a value, not a section"),
     ("bool", [*T, "train.progress_bar=maybe"], r"expected true or false, got 'maybe'"),
     ("unknown dataset", [*T, "data.name=digitz"], r"unknown dataset 'digitz'.*'digits'"),
+    ("VAE beta < 0", [*T, "model.beta=-1"], r"model\.beta, .* must be >= 0, got -1\.0"),
     (
         "VE sigma_min > sigma_max",
         ["train", str(ROOT / "experiments" / "sde_ve_digits.py"), "--workdir", "WORK"]

@@ -89,6 +89,13 @@ class VAERecipe(Recipe):
         check_choice("model.sample_mode", m.sample_mode, SAMPLE_MODES)
         if m.latent_dim < 1:
             raise ConfigError(f"model.latent_dim must be >= 1, got {m.latent_dim}")
+        if not (m.beta >= 0 and m.free_bits >= 0 and m.kl_warmup_steps >= 0):
+            raise ConfigError(
+                "model.beta, model.free_bits and model.kl_warmup_steps must be >= 0, got "
+                f"{m.beta}, {m.free_bits} and {m.kl_warmup_steps}"
+            )
+        if any(h < 1 for h in m.hidden):
+            raise ConfigError(f"model.hidden widths must be >= 1, got {m.hidden}")
         if m.num_importance_samples < 1 or m.eval_importance_samples < 1:
             raise ConfigError("model.num_importance_samples and eval_importance_samples >= 1")
         if m.objective == "elbo" and m.num_importance_samples != 1:
