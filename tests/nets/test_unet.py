@@ -254,11 +254,13 @@ def test_grads_through_pure_function(small):
 
 
 def test_class_conditional(small):
+    # num_classes counts the classes without the null class: the table has one more row,
+    # the learned null class (label -1); tests/nets/test_conditioning.py tests it.
     config = dataclasses.replace(SMALL, num_classes=10)
     abstract = _abstract(config, SMALL_SHAPE)
-    embedding = nnx.to_pure_dict(nnx.state(abstract))["class_embed"]["embedding"]
-    assert embedding.shape == (10, 4 * SMALL.channels)
-    params = {**small[2], "class_embed": _random_params(abstract)["class_embed"]}
+    table = nnx.to_pure_dict(nnx.state(abstract))["condition_embed"]["label_embed"]["embedding"]
+    assert table.shape == (11, 4 * SMALL.channels)
+    params = {**small[2], "condition_embed": _random_params(abstract)["condition_embed"]}
     apply = _apply(nnx.graphdef(abstract))
     x, t = _inputs()
     y = jnp.array([0, 3, 9])
@@ -269,15 +271,19 @@ def test_class_conditional(small):
     # gives the unconditional network's output.
     zeroed = {
         **params,
-        "class_embed": {"embedding": params["class_embed"]["embedding"].at[0].set(0.0)},
+        "condition_embed": {"label_embed": {"embedding": _table_of(params).at[0].set(0.0)}},
     }
     np.testing.assert_allclose(
         apply(zeroed, x, t, jnp.zeros(3, jnp.int32)), small[3](small[2], x, t), rtol=1e-5, atol=1e-5
     )
     with pytest.raises(ValueError, match="class-conditional"):
         nnx.eval_shape(lambda m: m(x, t), abstract)
-    with pytest.raises(ValueError, match=r"labels y of shape \(3,\)"):
+    with pytest.raises(ValueError, match=r"labels y must be integer class labels of shape \(B,\)"):
         nnx.eval_shape(lambda m: m(x, t, y=jnp.array([0.0, 1.0, 2.0])), abstract)
+
+
+def _table_of(params):
+    return params["condition_embed"]["label_embed"]["embedding"]
 
 
 def test_out_channels():

@@ -21,7 +21,15 @@ The parts, one module each:
 * :mod:`~jaxgen.nets.unet.layers`: initialisers and layer factories;
 * :mod:`~jaxgen.nets.unet.blocks`: residual, attention, down- and upsampling blocks;
 * :mod:`~jaxgen.nets.unet.levels`: one resolution level down / up, with the pyramids;
-* :mod:`~jaxgen.nets.unet.model`: :class:`UNet`, the loop over the levels.
+* :mod:`~jaxgen.nets.unet.model`: :class:`UNet`, the loop over the levels;
+* :mod:`~jaxgen.nets.unet.classifier`: :class:`NoisyClassifier`, the U-Net's down path and
+  middle block as the noise-aware classifier of classifier guidance (Dhariwal and Nichol
+  2021).
+
+Conditioning (``num_classes``, ``embedding_dim``): the condition's embedding
+(:class:`jaxgen.nets.ConditionEmbedding`: a class table of ``num_classes + 1`` rows whose last
+row, label ``-1``, is the learned null class; an embedding vector with a learned null vector)
+is added to the timestep embedding, for classifier-free guidance (Ho and Salimans 2022).
 
 The module keeps no ``nnx.Rngs``: its state is made only of ``nnx.Param`` leaves, and dropout
 takes its PRNG key at call time. Typical pure-function use::
@@ -45,6 +53,7 @@ References:
 """
 
 from jaxgen.nets.unet.blocks import AttentionBlock, Downsample, ResBlock, Upsample
+from jaxgen.nets.unet.classifier import NoisyClassifier
 from jaxgen.nets.unet.config import (
     PROGRESSIVE_INPUTS,
     PROGRESSIVE_OUTPUTS,
@@ -77,6 +86,7 @@ __all__ = [
     "BlockOptions",
     "DownLevel",
     "Downsample",
+    "NoisyClassifier",
     "ResBlock",
     "UNet",
     "UNetConfig",

@@ -70,9 +70,14 @@ class UNetConfig:
       dropout: dropout rate inside the residual blocks (active only when a key is given).
       num_groups: GroupNorm groups; must divide every level's width.
       num_heads: attention heads; must divide the width of every level with attention.
-      num_classes: 0 for an unconditional model; ``> 0`` adds a learned class embedding
-        (``num_classes`` rows) to the timestep embedding and the call then takes ``y``.
-        For classifier-free guidance, count the "no label" token as one of the classes.
+      num_classes: the number of classes ``K``, *without* the null class; 0 for no class
+        input. ``K > 0`` adds a learned class embedding of ``K + 1`` rows (the last is the
+        learned null class, label ``-1``; classifier-free guidance) to the timestep
+        embedding, and the call then takes ``y`` (see ``jaxgen.nets.ConditionEmbedding``).
+      embedding_dim: width of a general condition vector (a token or text encoder's
+        output); 0 for none. ``> 0`` adds ``MLP(embedding)`` (a learned null vector where
+        ``embedding_keep`` is False) to the timestep embedding and the call then takes
+        ``embedding``.
       out_channels: output channels; ``None`` means the input's channels.
       resblock_updown: BigGAN-style residual blocks do the up/down-sampling.
       skip_rescale: divide every residual sum by ``sqrt(2)``.
@@ -95,6 +100,7 @@ class UNetConfig:
     num_groups: int = 32
     num_heads: int = 1
     num_classes: int = 0
+    embedding_dim: int = 0
     out_channels: int | None = None
     resblock_updown: bool = False
     skip_rescale: bool = False
@@ -124,6 +130,7 @@ class UNetConfig:
         check_int("num_groups", self.num_groups)
         check_int("num_heads", self.num_heads)
         check_int("num_classes", self.num_classes, minimum=0)
+        check_int("embedding_dim", self.embedding_dim, minimum=0)
         if self.out_channels is not None:
             check_int("out_channels", self.out_channels)
         if not self.channel_mult:

@@ -2,25 +2,30 @@
 
 ``x -> conv_in -> down levels -> res, attention, res -> up levels -> GN, SiLU, conv_out``
 (or the sum of the output pyramid's heads), the timestep embedding ``MLP(features(t))``
-(+ a class embedding) fed to every residual block, and the skip stack carrying every down
-activation to one up block (Ho et al. 2020, appendix B; Song et al. 2021, appendix H).
+(+ the condition's embedding: a class label with a learned null class and / or an embedding
+vector, :class:`~jaxgen.nets.conditioning.ConditionEmbedding`) fed to every residual block,
+and the skip stack carrying every down activation to one up block (Ho et al. 2020,
+appendix B; Song et al. 2021, appendix H).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxgen.nets.conditioning import ConditionEmbedding
 from jaxgen.nets.unet.config import UNetConfig
 from jaxgen.nets.unet.layers import conv, group_norm, linear
 from jaxgen.nets.unet.levels import BlockOptions, DownLevel, UpLevel
 from jaxgen.nets.unet.time_embedding import time_feature_width, time_features
 
-__all__ = ["UNet"]
+__all__ = ["UNet", "build_down_path", "level_heights"]
 
 
-def _level_heights(config: UNetConfig, image_shape: tuple[int, ...]) -> list[int]:
+def level_heights(config: UNetConfig, image_shape: tuple[int, ...]) -> list[int]:
     """The feature-map height of every level, after checking ``image_shape`` fits."""
     if len(image_shape) != 3 or not all(isinstance(s, int) and s > 0 for s in image_shape):
         raise ValueError(f"image_shape must be (H, W, C) with positive integers, got {image_shape}")
@@ -43,6 +48,42 @@ def _level_heights(config: UNetConfig, image_shape: tuple[int, ...]) -> list[int
     return heights
 
 
+def build_down_path(
+    config: UNetConfig,
+    heights: Sequence[int],
+    in_ch: int,
+    options: BlockOptions,
+    *,
+    rngs: nnx.Rngs,
+) -> tuple[list[DownLevel], list[int]]:
+    """The down path's levels (after ``conv_in``, whose output has ``config.channels``
+    channels) and the width of every activation it pushes on the skip stack, ``conv_in``'s
+    first. Shared by :class:`UNet` and the noisy classifier's encoder."""
+    ch, nrb = config.channels, config.num_res_blocks
+    widths = [ch * mult for mult in config.channel_mult]
+    last = len(widths) - 1
+    down, skip_chs, cur, pyramid_ch = [], [ch], ch, in_ch
+    for i, width in enumerate(widths):
+        down.append(
+            DownLevel(
+                cur,
+                width,
+                num_blocks=nrb,
+                attention=heights[i] in config.attention_resolutions,
+                downsample=i != last,
+                progressive_input=config.progressive_input,
+                pyramid_ch=pyramid_ch,
+                options=options,
+                rngs=rngs,
+            )
+        )
+        skip_chs += [width] * (nrb + (i != last))
+        cur = width
+        if config.progressive_input == "residual" and i != last:
+            pyramid_ch = width
+    return down, skip_chs
+
+
 class UNet(nnx.Module):
     """The U-Net: predicts an NHWC tensor (the noise, the score, ...) from ``x_t`` and ``t``.
 
@@ -57,7 +98,7 @@ class UNet(nnx.Module):
         if not isinstance(config, UNetConfig):
             raise TypeError(f"config must be a UNetConfig, got {type(config).__name__}")
         image_shape = tuple(image_shape)
-        heights = _level_heights(config, image_shape)
+        heights = level_heights(config, image_shape)
         self.config = config
         self.image_shape = image_shape
         in_ch = image_shape[-1]
@@ -65,39 +106,26 @@ class UNet(nnx.Module):
         ch, nrb = config.channels, config.num_res_blocks
         widths = [ch * mult for mult in config.channel_mult]
         attention = [h in config.attention_resolutions for h in heights]
-        last = len(widths) - 1
         options = BlockOptions.from_config(config)
 
         self.temb_dense0 = linear(time_feature_width(config), options.temb_ch, rngs=rngs)
         self.temb_dense1 = linear(options.temb_ch, options.temb_ch, rngs=rngs)
-        self.class_embed = (
-            nnx.Embed(config.num_classes, options.temb_ch, rngs=rngs)
-            if config.num_classes
+        # Made only for a conditional network: an unconditional one keeps the parameter tree
+        # (and, for a given key, the initial values) it had before conditioning existed.
+        self.condition_embed = (
+            ConditionEmbedding(
+                options.temb_ch,
+                num_classes=config.num_classes,
+                embedding_dim=config.embedding_dim,
+                rngs=rngs,
+            )
+            if config.num_classes or config.embedding_dim
             else None
         )
         self.conv_in = conv(in_ch, ch, 3, rngs=rngs)
-
-        # Down path; skip_chs records the width of every activation pushed on the skip stack.
-        down, skip_chs, cur, pyramid_ch = [], [ch], ch, in_ch
-        for i, width in enumerate(widths):
-            down.append(
-                DownLevel(
-                    cur,
-                    width,
-                    num_blocks=nrb,
-                    attention=attention[i],
-                    downsample=i != last,
-                    progressive_input=config.progressive_input,
-                    pyramid_ch=pyramid_ch,
-                    options=options,
-                    rngs=rngs,
-                )
-            )
-            skip_chs += [width] * (nrb + (i != last))
-            cur = width
-            if config.progressive_input == "residual" and i != last:
-                pyramid_ch = width
+        down, skip_chs = build_down_path(config, heights, in_ch, options, rngs=rngs)
         self.down = nnx.List(down)
+        cur = widths[-1]
 
         self.mid_res1 = options.res_block(cur, cur, rngs=rngs)
         self.mid_attn = options.attention(cur, rngs=rngs)
@@ -137,7 +165,14 @@ class UNet(nnx.Module):
         """The fixed features of ``t`` (before the MLP); see ``time_embedding``."""
         return time_features(t, self.config, dtype)
 
-    def _check_inputs(self, x: jax.Array, t: jax.Array, y: jax.Array | None) -> None:
+    def _check_inputs(
+        self,
+        x: jax.Array,
+        t: jax.Array,
+        y: jax.Array | None,
+        embedding: jax.Array | None,
+        embedding_keep: jax.Array | None,
+    ) -> None:
         expected = tuple(self.image_shape)
         if x.ndim != 4 or tuple(x.shape[1:]) != expected:
             raise ValueError(
@@ -152,20 +187,16 @@ class UNet(nnx.Module):
             )
         if not (jnp.issubdtype(t.dtype, jnp.floating) or jnp.issubdtype(t.dtype, jnp.integer)):
             raise ValueError(f"UNet expects an integer or float t, got dtype {t.dtype}")
-        if self.class_embed is None:
+        if self.condition_embed is None:
             if y is not None:
                 raise ValueError("this UNet is unconditional (num_classes = 0) but y was given")
+            if embedding is not None or embedding_keep is not None:
+                raise ValueError(
+                    "this UNet takes no embedding (embedding_dim = 0) but embedding or "
+                    "embedding_keep was given"
+                )
             return
-        if y is None:
-            raise ValueError(
-                f"this UNet is class-conditional (num_classes = {self.config.num_classes}); pass y"
-            )
-        y = jnp.asarray(y)
-        if y.shape != (batch,) or not jnp.issubdtype(y.dtype, jnp.integer):
-            raise ValueError(
-                f"UNet expects integer labels y of shape ({batch},), "
-                f"got shape {y.shape} dtype {y.dtype}"
-            )
+        self.condition_embed.check(y, embedding, embedding_keep, batch_size=batch)
 
     def _dropout_keys(self, key: jax.Array | None) -> list[jax.Array | None]:
         """One dropout key per residual block (``None``s for the deterministic network)."""
@@ -180,6 +211,8 @@ class UNet(nnx.Module):
         t: jax.Array,
         *,
         y: jax.Array | None = None,
+        embedding: jax.Array | None = None,
+        embedding_keep: jax.Array | None = None,
         key: jax.Array | None = None,
     ) -> jax.Array:
         """Apply the network.
@@ -189,18 +222,25 @@ class UNet(nnx.Module):
           t: conditioning of shape ``(B,)``, integer or float: the DDPM timestep, or for
             score SDEs a float such as ``999 t`` (VP / sub-VP, sinusoidal embedding) or
             ``log sigma`` (VE / EDM's ``c_noise``, Fourier embedding).
-          y: class labels of shape ``(B,)``, integer in ``[0, num_classes)``; required when
-            ``config.num_classes > 0`` and refused otherwise.
+          y: class labels of shape ``(B,)``, integer in ``[-1, num_classes)``, ``-1``
+            (``NULL_LABEL``) selecting the learned null class; required when
+            ``config.num_classes > 0`` and refused otherwise. Concrete labels out of range
+            raise ``ValueError``; traced ones select the null row.
+          embedding: condition vectors of shape ``(B, embedding_dim)``, float; required
+            when ``config.embedding_dim > 0`` and refused otherwise.
+          embedding_keep: ``(B,)`` bool or ``None`` (keep all); where False the learned
+            null vector replaces the example's embedding.
           key: PRNG key for dropout; ``None`` gives the deterministic network (no dropout).
 
         Returns:
           An array of shape ``(B, H, W, out_channels)``.
         """
         x, t = jnp.asarray(x), jnp.asarray(t)
-        self._check_inputs(x, t, y)
+        self._check_inputs(x, t, y, embedding, embedding_keep)
         temb = self.temb_dense1(jax.nn.silu(self.temb_dense0(self._embed_time(t, x.dtype))))
-        if self.class_embed is not None:
-            temb = temb + self.class_embed(jnp.asarray(y)).astype(temb.dtype)
+        if self.condition_embed is not None:
+            cond = self.condition_embed(y, embedding, embedding_keep)
+            temb = temb + cond.astype(temb.dtype)
         keys = self._dropout_keys(key)  # consumed in block order: down, middle, up
 
         hs, pyramid = [self.conv_in(x)], x
