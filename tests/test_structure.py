@@ -38,6 +38,7 @@ FLOORS: dict[str, int] = {
     "gan": 3,
     "flows": 3,
     "autoregressive": 3,
+    "guidance": 3,
     "nets": 4,
     "evaluation": 5,
     "engine": 6,

@@ -17,8 +17,12 @@ sigma^2 I``. So are the optimal denoisers (Tweedie):
 :meth:`GaussianMixture.noised_score` accept per-example ``(B,)`` ``alpha, sigma`` and share
 one eigendecomposition ``Sigma_k = U_k diag(lambda_k) U_k^T`` (then
 ``C_k = U_k diag(alpha^2 lambda_k + sigma^2) U_k^T``), so no per-example factorisation is
-needed. Covariances must be symmetric positive definite (positive semi-definite suffices
-when ``sigma > 0``); weights must be positive and sum to one.
+needed. With the components as classes, the class oracles of guidance are exact too:
+:meth:`GaussianMixture.component_log_posterior` (the noisy classifier ``log q(k | x)``),
+:meth:`GaussianMixture.noised_component_score` (``grad log q(x | k)``) and
+:meth:`GaussianMixture.component` (class ``k``'s distribution). Covariances must be
+symmetric positive definite (positive semi-definite suffices when ``sigma > 0``); weights must
+be positive and sum to one.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from typing import NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 __all__ = ["GaussianMixture", "ddpm_eps_oracle"]
 
@@ -152,6 +157,80 @@ class GaussianMixture(NamedTuple):
         resp = jax.nn.softmax(log_joint, axis=-1)  # (B, K)
         component_scores = -jnp.einsum("kdj,bkj->bkd", u, whitened / variances)
         return jnp.einsum("bk,bkd->bd", resp, component_scores)
+
+    def component_log_posterior(
+        self, x: jax.Array, alpha: jax.Array | float, sigma: jax.Array | float
+    ) -> jax.Array:
+        """``log q(k | x)``, the exact noisy classifier of the components.
+
+        ``q(k | x) = w_k N(x; alpha mu_k, C_k) / sum_j w_j N(x; alpha mu_j, C_j)`` with
+        ``C_k = alpha^2 Sigma_k + sigma^2 I`` (Bayes' rule on the noised mixture): the
+        ``p_t(c | x_t)`` of classifier guidance when the classes are the components.
+
+        Args:
+          x: ``(B, D)``.
+          alpha: signal scale, scalar or ``(B,)``.
+          sigma: noise scale, scalar or ``(B,)``.
+
+        Returns:
+          ``(B, K)`` log posteriors (each row's ``exp`` sums to one).
+        """
+        log_joint, _, _, _ = self._component_terms(x, alpha, sigma)
+        return jax.nn.log_softmax(log_joint, axis=-1)
+
+    def noised_component_score(
+        self,
+        x: jax.Array,
+        alpha: jax.Array | float,
+        sigma: jax.Array | float,
+        labels: jax.Array,
+    ) -> jax.Array:
+        """``grad_x log q(x | k)`` at ``k = labels[b]``: ``-C_k^{-1} (x - alpha mu_k)``.
+
+        The exact conditional score of the noised class ``k`` (the component
+        ``N(alpha mu_k, alpha^2 Sigma_k + sigma^2 I)``), so that
+        ``grad log q(x | k) = grad log q(x) + grad log q(k | x)``.
+
+        Args:
+          x: ``(B, D)``.
+          alpha: signal scale, scalar or ``(B,)``.
+          sigma: noise scale, scalar or ``(B,)``.
+          labels: int ``(B,)`` component indices in ``[0, K)``.
+
+        Returns:
+          ``(B, D)`` scores.
+        """
+        x = self._check_x(x)
+        labels = jnp.asarray(labels)
+        if labels.shape != (x.shape[0],) or not jnp.issubdtype(labels.dtype, jnp.integer):
+            raise ValueError(
+                f"labels must be an int array of shape ({x.shape[0]},), got "
+                f"{labels.dtype}{labels.shape}."
+            )
+        if not isinstance(labels, jax.core.Tracer) and labels.size:
+            low, high = int(labels.min()), int(labels.max())
+            if low < 0 or high >= self.num_components:
+                raise ValueError(
+                    f"labels must lie in [0, {self.num_components - 1}], got values in "
+                    f"[{low}, {high}]."
+                )
+        _, whitened, variances, u = self._component_terms(x, alpha, sigma)
+        index = labels[:, None, None]
+        w = jnp.take_along_axis(whitened, index, axis=1)[:, 0]  # (B, D)
+        v = jnp.take_along_axis(variances, index, axis=1)[:, 0]
+        return -jnp.einsum("bdj,bj->bd", u[labels], w / v)
+
+    def component(self, k: int) -> GaussianMixture:
+        """The one-component mixture ``N(mu_k, Sigma_k)`` of class ``k`` (weight one)."""
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+            raise ValueError(f"k must be an int component index, got {k!r}.")
+        if not 0 <= k < self.num_components:
+            raise ValueError(f"k must lie in [0, {self.num_components - 1}], got {k}.")
+        return GaussianMixture(
+            jnp.ones((1,), dtype=self.weights.dtype),
+            self.means[k : k + 1],
+            self.covariances[k : k + 1],
+        )
 
     def log_prob(self, x: jax.Array) -> jax.Array:
         """``log p(x)`` of shape ``(B,)`` for ``x`` of shape ``(B, D)``."""
