@@ -39,6 +39,7 @@ FLOORS: dict[str, int] = {
     "flows": 3,
     "autoregressive": 3,
     "guidance": 3,
+    "flow_matching": 3,
     "nets": 4,
     "evaluation": 5,
     "engine": 6,

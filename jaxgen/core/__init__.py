@@ -8,6 +8,10 @@
 * :mod:`~jaxgen.core.units`: nats <-> bits/dim and dequantization offsets.
 * :mod:`~jaxgen.core.levels`: images in ``[-1, 1]`` <-> integer levels.
 * :mod:`~jaxgen.core.validation`: the shared argument checks.
+* :mod:`~jaxgen.core.ode_likelihood`: exact log-likelihoods of continuous-time flows
+  (instantaneous change of variables with ``diffrax``), shared by the score-SDE and
+  flow-matching families; imported on first use (``jaxgen.core.ode_likelihood``), so that
+  ``import jaxgen.core`` does not load ``diffrax``.
 
 Nothing here imports a family, a network library or the engine.
 """
@@ -49,9 +53,22 @@ __all__ = [
     "initial_and_step_keys",
     "levels",
     "levels_to_images",
+    "ode_likelihood",
+    "ode_log_likelihood",
     "parameterization",
     "sampling",
     "to_x0_eps",
     "units",
     "validation",
 ]
+
+
+def __getattr__(name: str):
+    """Lazy exports: :mod:`jaxgen.core.ode_likelihood` (and its ``ode_log_likelihood``) load
+    ``diffrax`` only when first used."""
+    if name in ("ode_likelihood", "ode_log_likelihood"):
+        import importlib
+
+        module = importlib.import_module("jaxgen.core.ode_likelihood")
+        return module if name == "ode_likelihood" else module.ode_log_likelihood
+    raise AttributeError(f"module 'jaxgen.core' has no attribute {name!r}")

@@ -73,6 +73,9 @@ of an upper bound on the discrete model's bits/dim. ``D log w`` is
 :func:`jaxgen.core.units.bits_per_dim`. With ``num_levels = None`` the data are continuous and
 ``bpd = -log p(x) / (D ln 2)``.
 
+The ODE integration, the divergence estimators and the dequantisation are the shared core's
+(:mod:`jaxgen.core.ode_likelihood`), which the flow-matching family uses too.
+
 References:
   Chen, Rubanova, Bettencourt, Duvenaud. Neural Ordinary Differential Equations. NeurIPS 2018.
   Grathwohl, Chen, Bettencourt, Sutskever, Duvenaud. FFJORD: Free-form Continuous Dynamics
@@ -86,14 +89,12 @@ References:
 from __future__ import annotations
 
 import math
-import warnings
 
-import diffrax
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from jaxgen.core import units
+from jaxgen.core import ode_likelihood, units
+from jaxgen.core.ode_likelihood import DIVERGENCES, DiscreteDataWarning, check_data
 from jaxgen.core.validation import check_num_levels
 from jaxgen.sde.sdes import SDE, ScoreFn
 
@@ -107,51 +108,12 @@ __all__ = [
     "log_likelihood",
 ]
 
-DIVERGENCES: tuple[str, ...] = ("exact", "rademacher", "gaussian")
-LIKELIHOOD_SOLVERS: dict[str, type[diffrax.AbstractRungeKutta]] = {
-    "tsit5": diffrax.Tsit5,
-    "dopri5": diffrax.Dopri5,
-    "dopri8": diffrax.Dopri8,
-    "bosh3": diffrax.Bosh3,
-}
+LIKELIHOOD_SOLVERS = ode_likelihood.ODE_SOLVERS
 LIKELIHOOD_T_MIN: float = 1e-5
 """Default lower end of the likelihood ODE (Song et al.'s likelihood ``eps``)."""
 
-_MAX_GRID_LEVELS = 256  # the discreteness check looks for grids of 2..256 levels
-_GRID_TOL = 1e-3  # |k - round(k)| below this (in units of one level) counts as on the grid
-_RANGE_SLACK = 1e-5  # values within this of [-1, 1] count as inside
 
-
-class DiscreteDataWarning(UserWarning):
-    """Data look discrete but are scored as continuous (or without dequantisation)."""
-
-
-# --------------------------------------------------------------------------- validation
-
-
-def _check_x(x: jax.Array) -> jax.Array:
-    x = jnp.asarray(x)
-    if x.ndim < 2 or x.shape[0] < 1 or math.prod(x.shape[1:]) < 1:
-        raise ValueError(
-            f"x must have shape (B, *event) with B >= 1 and a non-empty event, got {x.shape}."
-        )
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise ValueError(f"x must be a float array, got dtype {x.dtype}.")
-    return x
-
-
-def _check_options(divergence, num_probes, solver, rtol, atol, t_min, max_steps, sde) -> float:
-    if divergence not in DIVERGENCES:
-        raise ValueError(f"unknown divergence {divergence!r}; expected one of {DIVERGENCES}.")
-    if isinstance(num_probes, bool) or not isinstance(num_probes, int) or num_probes < 1:
-        raise ValueError(f"num_probes must be an int >= 1, got {num_probes!r}.")
-    if solver not in LIKELIHOOD_SOLVERS:
-        raise ValueError(f"unknown solver {solver!r}; expected one of {tuple(LIKELIHOOD_SOLVERS)}.")
-    for name, tol in (("rtol", rtol), ("atol", atol)):
-        if not isinstance(tol, jax.core.Tracer) and not float(tol) > 0.0:
-            raise ValueError(f"{name} must be positive, got {tol!r}.")
-    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
-        raise ValueError(f"max_steps must be an int >= 1, got {max_steps!r}.")
+def _check_t_min(t_min, sde) -> float:
     t_min = LIKELIHOOD_T_MIN if t_min is None else t_min
     if not isinstance(t_min, jax.core.Tracer) and not 0.0 < float(t_min) < sde.T:
         raise ValueError(f"t_min must lie in (0, {sde.T}), got {t_min!r}.")
@@ -175,7 +137,9 @@ def log_likelihood(
     solver: str = "tsit5",
     max_steps: int = 4096,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """``log p_{t_min}(x)`` per example by the probability-flow ODE (see the module doc).
+    """``log p_{t_min}(x)`` per example by the probability-flow ODE (see the module doc):
+    ``log p_T(x(T)) + int_{t_min}^T div v dt`` with ``v = f - g^2 s / 2`` (Song et al. eq. 13),
+    integrated by :func:`jaxgen.core.ode_likelihood.ode_log_likelihood`.
 
     Args:
       score_fn: ``score_fn(x, t)`` with ``x (B, *event)`` and float ``t (B,)``.
@@ -198,95 +162,23 @@ def log_likelihood(
       ``(B,)``, vector-field evaluations = score forward passes), ``"num_steps"`` (attempted
       steps), ``"success"`` (bool) and ``"z"`` (the latent ``x(T)``, like ``x``).
     """
-    x = _check_x(x)
-    t_min = _check_options(divergence, num_probes, solver, rtol, atol, t_min, max_steps, sde)
-    batch, event = x.shape[0], x.shape[1:]
-    dim = math.prod(event)
-    dtype = x.dtype
-
-    if divergence == "exact":
-        probes = jnp.zeros((batch, 0) + event, dtype)  # unused; keeps one vmapped signature
-    else:
-        if key is None:
-            raise ValueError(f"divergence={divergence!r} needs a PRNG key, got None.")
-        shape = (batch, num_probes) + event
-        if divergence == "rademacher":
-            probes = jax.random.rademacher(key, shape, dtype=dtype)
-        else:
-            probes = jax.random.normal(key, shape, dtype=dtype)
-
-    velocity = sde.probability_flow(score_fn)
-    # Stages in a plain lax loop: much faster to compile than diffrax's default checkpointed
-    # stage loop, which only pays off for reverse-mode differentiation (see module doc).
-    rk = LIKELIHOOD_SOLVERS[solver](scan_kind="lax")
-    num_stages = len(rk.tableau.c) + 1
-    # Python floats where possible: diffrax then checks the direction of dt0 at trace time
-    # instead of inserting a run-time check, which as a host callback would keep the compiled
-    # program out of JAX's persistent compilation cache.
-    t0 = t_min if isinstance(t_min, jax.core.Tracer) else float(t_min)
-    t1 = sde.T if isinstance(sde.T, jax.core.Tracer) else float(sde.T)
-    dt0 = 0.01 * (t1 - t0)
-
-    def solve_one(x1: jax.Array, probes1: jax.Array):
-        def field(t, state, args):
-            y, _ = state
-            t_b = jnp.reshape(t, (1,)).astype(dtype)
-
-            def v1(z):
-                return velocity(z[None], t_b)[0]
-
-            if divergence == "exact":
-                dy, jvp_fn = jax.linearize(v1, y)
-                basis = jnp.eye(dim, dtype=dtype).reshape((dim,) + event)
-                columns = jax.vmap(jvp_fn)(basis).reshape(dim, dim)  # row i = J e_i
-                div = jnp.trace(columns)
-            else:
-                dy, vjp_fn = jax.vjp(v1, y)
-                (eps_jac,) = jax.vmap(vjp_fn)(probes1)  # eps^T J, (P, *event)
-                quad = jnp.sum((eps_jac * probes1).reshape(num_probes, dim), axis=-1)
-                div = jnp.mean(quad)
-            return dy, div.astype(dtype)
-
-        term = diffrax.ODETerm(field)
-        y0 = (x1, jnp.zeros((), dtype))
-        # FSAL bookkeeping made exact: we evaluate the field at t_min once and hand it to
-        # the solver as its first-same-as-last value, so every attempted step (accepted or
-        # rejected, the first one included) costs exactly s - 1 evaluations. (Left to its
-        # own init, diffrax re-evaluates at t_min after each rejection of the first step.)
-        _, f0_template = rk.init(term, t0, t1, y0, None)
-        f0 = field(t0, y0, None)
-        if jax.tree.structure(f0) != jax.tree.structure(f0_template):  # pragma: no cover
-            raise RuntimeError("unexpected diffrax FSAL solver state; update log_likelihood.")
-        sol = diffrax.diffeqsolve(
-            term,
-            rk,
-            t0=t0,
-            t1=t1,
-            dt0=dt0,
-            y0=y0,
-            stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
-            saveat=diffrax.SaveAt(t1=True),
-            max_steps=max_steps,
-            throw=False,
-            solver_state=(jnp.asarray(False), f0),
-        )
-        z, delta = sol.ys[0][0], sol.ys[1][0]
-        ok = sol.result == diffrax.RESULTS.successful
-        return z, delta, jnp.asarray(sol.stats["num_steps"], jnp.int32), ok
-
-    z, delta, num_steps, ok = jax.vmap(solve_one)(x, probes)
-    nfe = 1 + (num_stages - 1) * num_steps  # all LIKELIHOOD_SOLVERS are FSAL
-    prior = sde.prior_log_prob(z).astype(dtype)
-    log_p = jnp.where(ok, prior + delta, jnp.nan)
-    terms = {
-        "prior_log_p": prior,
-        "delta_log_p": delta,
-        "nfe": nfe,
-        "num_steps": num_steps,
-        "success": ok,
-        "z": z,
-    }
-    return log_p, terms
+    x = check_data(x)
+    ode_likelihood.check_ode_options(divergence, num_probes, solver, rtol, atol, max_steps)
+    t_min = _check_t_min(t_min, sde)
+    return ode_likelihood.ode_log_likelihood(
+        sde.probability_flow(score_fn),
+        x,
+        key,
+        t0=t_min,
+        t1=sde.T,
+        prior_log_prob=sde.prior_log_prob,
+        divergence=divergence,
+        num_probes=num_probes,
+        rtol=rtol,
+        atol=atol,
+        solver=solver,
+        max_steps=max_steps,
+    )
 
 
 # --------------------------------------------------------------------------- bits per dim
@@ -297,37 +189,6 @@ def dequantization_offset(num_levels: int | None, dim: int) -> float:
     dequantised data into a bound on the discrete log-probability (0 for ``None``); the
     core's :func:`jaxgen.core.units.dequantization_offset` on the centered grid."""
     return units.dequantization_offset(num_levels, dim, grid="centered")
-
-
-def _on_some_grid(x: jax.Array) -> jax.Array:
-    """True when every value of ``x`` lies in ``[-1, 1]`` on a grid of ``L <= 256`` evenly
-    spaced levels (level ``k`` at ``2k / (L - 1) - 1``), for some ``L``."""
-    flat = jnp.reshape(x, (-1,)).astype(jnp.float32)
-    inside = jnp.all(jnp.abs(flat) <= 1.0 + _RANGE_SLACK)
-
-    def on_grid(levels):
-        k = (flat + 1.0) * (0.5 * (levels - 1.0))
-        return jnp.all(jnp.abs(k - jnp.round(k)) <= _GRID_TOL)
-
-    levels = jnp.arange(2, _MAX_GRID_LEVELS + 1, dtype=jnp.float32)
-    return inside & jnp.any(jax.lax.map(on_grid, levels))
-
-
-def _warn_if_discrete(flag) -> None:
-    if bool(flag):
-        warnings.warn(
-            "bits_per_dim: the data all lie on a grid of at most "
-            f"{_MAX_GRID_LEVELS} levels in [-1, 1] but num_levels=None scores them as "
-            "continuous; the density of discrete points is not a likelihood. Pass num_levels "
-            "(e.g. 256 for 8-bit data) to dequantise.",
-            DiscreteDataWarning,
-            stacklevel=2,
-        )
-
-
-def _raise_if_out_of_range(bad) -> None:
-    if bool(bad):
-        raise ValueError("bits_per_dim: with num_levels given, x must lie in [-1, 1].")
 
 
 def bits_per_dim(
@@ -346,10 +207,11 @@ def bits_per_dim(
     solver: str = "tsit5",
     max_steps: int = 4096,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """Bits per dimension from the ODE likelihood, dequantised for discrete data.
+    """Bits per dimension from the ODE likelihood, dequantised for discrete data:
+    ``bpd = -(log p(y) + D log w) / (D ln 2)`` (module doc).
 
-    See the module doc for the bound. ``key`` is split into a dequantisation key and the
-    probe key of :func:`log_likelihood` (``None`` is allowed when nothing is random).
+    ``key`` is split into a dequantisation key and the probe key of :func:`log_likelihood`
+    (``None`` is allowed when nothing is random).
 
     Warnings: with ``num_levels`` given and ``dequantize=False`` a
     :class:`DiscreteDataWarning` is issued at trace time (the density at grid points plus
@@ -375,7 +237,7 @@ def bits_per_dim(
       :func:`dequantization_offset`, the same for every example, broadcast to ``(B,)`` like
       every other term; 0 for continuous data).
     """
-    x = _check_x(x)
+    x = check_data(x)
     check_num_levels(num_levels, allow_none=True)
     dim = math.prod(x.shape[1:])
     offset = dequantization_offset(num_levels, dim)
@@ -383,37 +245,9 @@ def bits_per_dim(
     if key is None and needs_key:
         raise ValueError("bits_per_dim needs a PRNG key (Hutchinson probes / dequantisation).")
     key_deq, key_ll = jax.random.split(key) if key is not None else (None, None)
-
-    if num_levels is None:
-        jax.debug.callback(_warn_if_discrete, _on_some_grid(x))
-        y = x
-        valid = jnp.ones((x.shape[0],), bool)
-    else:
-        out_of_range = jnp.abs(x.reshape(x.shape[0], -1)) > 1.0 + _RANGE_SLACK
-        if not isinstance(x, jax.core.Tracer):
-            bad = np.asarray(jnp.any(out_of_range, axis=-1))
-            if bad.any():
-                raise ValueError(
-                    "bits_per_dim: with num_levels given, x must lie in [-1, 1] (level k at "
-                    f"2k/(L-1) - 1); examples {np.flatnonzero(bad)[:10].tolist()} do not."
-                )
-        else:
-            jax.debug.callback(_raise_if_out_of_range, jnp.any(out_of_range))
-        valid = ~jnp.any(out_of_range, axis=-1)
-        if dequantize:
-            width = units.bin_width(num_levels, grid="centered")
-            u = jax.random.uniform(key_deq, x.shape, dtype=x.dtype)
-            y = x + width * (u - 0.5)
-        else:
-            warnings.warn(
-                f"bits_per_dim(num_levels={num_levels}, dequantize=False): the density of "
-                "discrete points is not a likelihood (it is not a bound on log P(x) and can "
-                "be arbitrarily large); use dequantize=True.",
-                DiscreteDataWarning,
-                stacklevel=2,
-            )
-            y = x
-
+    y, valid = ode_likelihood.dequantize_data(
+        x, key_deq, num_levels=num_levels, dequantize=dequantize
+    )
     log_p, terms = log_likelihood(
         score_fn,
         sde,
