@@ -3,7 +3,10 @@
 jaxgen train experiments/ddpm_digits.py --workdir runs/ddpm_digits train.num_steps=2000
 jaxgen train experiments/ddpm_digits.py --workdir runs/ddpm_digits --restart
 jaxgen sample --workdir runs/ddpm_digits --num-samples 64 --sampler ddim --steps 50
+jaxgen sample --workdir runs/ddpm_cfg_digits --class 3 --guidance-scale 2
+jaxgen sample --workdir runs/ddpm_cfg_digits --class-grid --guidance-interval 0.3,5
 jaxgen eval --workdir runs/ddpm_digits [eval.max_examples=100 ...]
+jaxgen eval --workdir runs/ddpm_cfg_digits --guidance-scales 0,1,2,3,5
 """
 
 from __future__ import annotations
@@ -110,6 +113,53 @@ SAMPLE_FLAGS = {
 }
 
 
+def _interval(text: str) -> tuple[float, float]:
+    """argparse type: ``LO,HI`` noise levels (EDM sigma), finite, ``0 <= LO < HI``."""
+    parts = text.split(",")
+    try:
+        lo, hi = (float(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected two noise levels LO,HI (e.g. 0.3,5), got {text!r}"
+        ) from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and 0 <= lo < hi):
+        raise argparse.ArgumentTypeError(f"must be finite noise levels 0 <= LO < HI, got {text!r}")
+    return lo, hi
+
+
+def _unit_float(text: str) -> float:
+    """argparse type: a number in [0, 1]."""
+    value = _finite_float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}")
+    return value
+
+
+def _scales(text: str) -> tuple[float, ...]:
+    """argparse type: comma-separated finite, distinct guidance scales (e.g. ``0,1,2,3,5``)."""
+    try:
+        scales = tuple(float(p) for p in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers like 0,1,2,3,5, got {text!r}"
+        ) from None
+    if not all(math.isfinite(v) for v in scales):
+        raise argparse.ArgumentTypeError(f"scales must be finite numbers, got {text!r}")
+    if len(set(scales)) != len(scales):
+        raise argparse.ArgumentTypeError(f"scales must be distinct, got {text!r}")
+    return scales
+
+
+def _guidance(args: argparse.Namespace) -> dict[str, object]:
+    """The guidance flags given (left-out flags are not passed)."""
+    flags = {
+        "guidance_scale": getattr(args, "guidance_scale", None),
+        "guidance_interval": args.guidance_interval,
+        "guidance_rescale": args.guidance_rescale,
+    }
+    return {k: v for k, v in flags.items() if v is not None}
+
+
 def _sample_options(args: argparse.Namespace) -> dict[str, object]:
     """The sample options given on the command line (flags left out are not passed)."""
     return {
@@ -140,15 +190,47 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
-    from jaxgen.run import check_sample_options, draw_samples, load_run, write_samples
+    from jaxgen.run import (
+        check_sample_options,
+        draw_guided_samples,
+        draw_samples,
+        load_classifier,
+        load_run,
+        model_classes,
+        write_samples,
+    )
 
     _check_out_dir(args.out)
     run = load_run(args.workdir, step=args.step, overrides=args.overrides)
     options = _sample_options(args)
     check_sample_options(run.recipe, options)
-    samples = draw_samples(run, num_samples=args.num_samples, seed=args.seed, **options)
+    guidance = _guidance(args)
+    stem = f"samples_step{run.step}_seed{args.seed}"
     out = pathlib.Path(args.out or pathlib.Path(args.workdir) / "samples")
-    record = write_samples(run, samples, out, f"samples_step{run.step}_seed{args.seed}")
+    asked = guidance or args.label is not None or args.class_grid or args.classifier
+    if not asked and not model_classes(run):
+        samples = draw_samples(run, num_samples=args.num_samples, seed=args.seed, **options)
+        print(json.dumps(write_samples(run, samples, out, stem)))
+        return 0
+    classifier = load_classifier(run, args.classifier) if args.classifier else None
+    drawn = draw_guided_samples(
+        run,
+        num_samples=args.num_samples,
+        seed=args.seed,
+        label=args.label,
+        class_grid=args.class_grid,
+        classifier=classifier,
+        **guidance,
+        **options,
+    )
+    stem += (
+        f"_class{args.label}" if args.label is not None else "_classgrid" if args.class_grid else ""
+    )
+    if "guidance_scale" in guidance:
+        stem += f"_scale{guidance['guidance_scale']:g}"
+    record = write_samples(
+        run, drawn.samples, out, stem, labels=drawn.labels, num_cols=drawn.num_cols
+    )
     print(json.dumps(record))
     return 0
 
@@ -156,9 +238,16 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from jaxgen.run import check_sample_options, evaluate_run, load_run
 
+    guidance = _guidance(args)
+    if args.guidance_scales is None and (guidance or args.classifier):
+        raise UsageError(
+            "--guidance-interval, --guidance-rescale and --classifier need --guidance-scales"
+        )
     run = load_run(args.workdir, step=args.step, overrides=args.overrides)
     kwargs = _sample_options(args)
     check_sample_options(run.recipe, kwargs)
+    if args.guidance_scales is not None:
+        return _guidance_sweep(run, args, guidance, kwargs)
     results = evaluate_run(
         run,
         split=args.split,
@@ -168,6 +257,30 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         **kwargs,
     )
     print(json.dumps(results, indent=2))
+    return 0
+
+
+def _guidance_sweep(
+    run: typing.Any,
+    args: argparse.Namespace,
+    guidance: dict[str, typing.Any],
+    options: dict[str, object],
+) -> int:
+    from jaxgen.run import guidance_sweep, load_classifier, sweep_table
+
+    classifier = load_classifier(run, args.classifier) if args.classifier else None
+    result = guidance_sweep(
+        run,
+        args.guidance_scales,
+        num_samples=args.num_samples,
+        seed=args.seed,
+        classifier=classifier,
+        progress=lambda line: print(line, flush=True),
+        **guidance,
+        **options,
+    )
+    print(sweep_table(result["rows"]), end="")
+    print(f"written: {run.workdir / 'eval'}/guidance_sweep.{{json,md,png}}")
     return 0
 
 
@@ -193,6 +306,27 @@ def _add_sample_flags(p: argparse.ArgumentParser, sampler_help: str) -> None:
         "--eta", type=_finite_float, help="eta of samplers that take one (DDIM: 0 = deterministic)"
     )
     p.add_argument("--temperature", type=_finite_float, help="sampling temperature")
+
+
+def _add_guidance_flags(p: argparse.ArgumentParser) -> None:
+    """Guidance of class-conditional diffusion runs (or unconditional ones with a classifier)."""
+    p.add_argument(
+        "--guidance-interval",
+        type=_interval,
+        metavar="LO,HI",
+        help="guide only where LO < sigma <= HI (EDM noise level; Kynkaanniemi et al. 2024)",
+    )
+    p.add_argument(
+        "--guidance-rescale",
+        type=_unit_float,
+        metavar="PHI",
+        help="CFG rescale phi in [0, 1] (Lin et al. 2024)",
+    )
+    p.add_argument(
+        "--classifier",
+        metavar="CLF_WORKDIR",
+        help="classifier guidance with a trained noisy_classifier run (same noise process)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -227,6 +361,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--step", type=_non_negative_int, help="checkpoint step (default: newest good one)"
     )
     p.add_argument("--out", help="output directory (default: <workdir>/samples)")
+    classes = p.add_mutually_exclusive_group()
+    classes.add_argument(
+        "--class",
+        dest="label",
+        type=_non_negative_int,
+        metavar="C",
+        help="every sample of class C (default for class-conditional runs: class i mod K)",
+    )
+    classes.add_argument(
+        "--class-grid",
+        action="store_true",
+        help="one row per class, max(1, --num-samples // K) samples each (K rows in all)",
+    )
+    p.add_argument(
+        "--guidance-scale",
+        type=_finite_float,
+        metavar="S",
+        help="guidance scale s = 1 + w (1: conditional, unguided; 0: unconditional)",
+    )
+    _add_guidance_flags(p)
     p.add_argument("overrides", nargs="*", help="sampling settings key=value, e.g. model.snr=0.1")
     p.set_defaults(fn=_cmd_sample)
 
@@ -242,6 +396,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-likelihood", action="store_true", help="skip bits/dim (only the quality score)"
     )
+    p.add_argument(
+        "--guidance-scales",
+        type=_scales,
+        metavar="S1,S2,...",
+        help="sweep guidance scales instead: sample quality and class accuracy at each "
+        "(<workdir>/eval/guidance_sweep.{json,md,png}; --num-samples per scale)",
+    )
+    _add_guidance_flags(p)
     p.add_argument(
         "overrides",
         nargs="*",

@@ -399,7 +399,7 @@ def _coerce(value: Any, kind: Any, key: str) -> Any:
             return tuple(_coerce(v, args[0], key) for v in value)
         if len(args) != len(value):
             raise ConfigError(f"config key {key!r}: expected {len(args)} items, got {value!r}")
-        return tuple(_coerce(v, a, key) for v, a in zip(args, value, strict=True))
+        return tuple(_coerce(v, a, key) for a, v in zip(args, value, strict=True))
     if kind is bool:
         if isinstance(value, bool):
             return value

@@ -8,7 +8,11 @@ so neither the engine nor the command line names a family:
 * ``samplers``: the names ``sample(sampler=...)`` accepts (``()``: one fixed sampler);
 * ``sample_options``: the keyword options of ``sample`` a user may set from the command
   line, a subset of ``SAMPLE_OPTIONS`` (``sampler``, ``num_steps``, ``eta``,
-  ``temperature``);
+  ``temperature``, and the guidance options of conditional diffusion models:
+  ``guidance_scale`` and ``guidance_rescale``, which may be traced arrays,
+  ``guidance_interval`` ``(low, high)`` in EDM noise level, and ``classifier``, a pair
+  ``(log_prob_fn, classifier_params)`` with ``log_prob_fn(classifier_params, x, t, labels)``
+  for classifier guidance);
 * ``eval_time_fields``: model-config fields that may change after training (a sampler,
   its steps, likelihood tolerances): ``jaxgen.run.load_run`` accepts ``model.<field>``
   overrides for these and ``eval.*``, nothing else;
@@ -17,6 +21,11 @@ so neither the engine nor the command line names a family:
   initialisation, never read from disk inside it;
 * ``sample_condition_split``: a held-out split ``sample`` is conditioned on (image-to-
   image models); the run floor loads it and passes ``condition=``.
+* ``generative``: False for a recipe that does not sample (a noise-aware classifier):
+  the run floor draws no sample grid or sample-quality score for it;
+* ``evaluate_labels``: True when ``evaluate`` needs the held-out labels: the run floor
+  then calls ``evaluate(params, images, key, labels=...)`` with the split's ``label``
+  column (noise-aware classifiers).
 
 Methods:
 
@@ -66,7 +75,16 @@ from jaxgen.engine.state import TrainState
 from jaxgen.engine.step import Optimizer, make_train_step
 
 # The sample options a recipe may declare in ``sample_options`` (what a user can set).
-SAMPLE_OPTIONS: tuple[str, ...] = ("sampler", "num_steps", "eta", "temperature")
+SAMPLE_OPTIONS: tuple[str, ...] = (
+    "sampler",
+    "num_steps",
+    "eta",
+    "temperature",
+    "guidance_scale",
+    "guidance_interval",
+    "guidance_rescale",
+    "classifier",
+)
 
 
 class Recipe(abc.ABC):
@@ -80,6 +98,8 @@ class Recipe(abc.ABC):
     eval_time_fields: ClassVar[tuple[str, ...]] = ()
     init_batch_size: ClassVar[int] = 0
     sample_condition_split: ClassVar[str | None] = None
+    evaluate_labels: ClassVar[bool] = False
+    generative: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -5,6 +5,10 @@ denoising score matching under a VP, sub-VP or VE SDE; sampled with any of the s
 :mod:`jaxgen.sde.samplers`; evaluated with the exact likelihood of the probability-flow ODE
 (dequantized, in bits/dim on the data's levels, the same unit as DDPM's bound).
 
+With ``model.unet.num_classes = K > 0`` the network is class-conditional: training drops
+labels with probability ``model.guidance.p_uncond`` and every sampler takes classifier-free
+or classifier guidance as a transform of the score (:mod:`jaxgen.recipes.guidance`).
+
 The maths lives in :mod:`jaxgen.sde` (pure JAX); this file only connects it to the Flax
 network and to the training engine.
 """
@@ -24,7 +28,9 @@ from jaxgen import core
 from jaxgen import sde as sde_lib
 from jaxgen.config import ConfigError
 from jaxgen.nets import UNet, UNetConfig
+from jaxgen.recipes import guidance as guide
 from jaxgen.recipes.base import Recipe, check_choice, evaluate_in_chunks
+from jaxgen.recipes.guidance import GuidanceConfig
 from jaxgen.sde import likelihood, samplers, score_matching
 
 SAMPLERS: tuple[str, ...] = (
@@ -66,6 +72,8 @@ class ScoreSDEConfig:
       likelihood_*: the probability-flow likelihood used by ``jaxgen eval`` (Hutchinson
         ``likelihood_divergence`` with ``likelihood_probes`` probes, diffrax tolerances,
         integration from ``likelihood_t_min`` to T).
+      guidance: condition dropout and default guidance of a class-conditional network
+        (``unet.num_classes > 0``; ignored otherwise).
     """
 
     unet: UNetConfig = dataclasses.field(default_factory=UNetConfig)
@@ -95,6 +103,7 @@ class ScoreSDEConfig:
     likelihood_rtol: float = 1e-5
     likelihood_atol: float = 1e-5
     likelihood_t_min: float = 1e-5
+    guidance: GuidanceConfig = dataclasses.field(default_factory=GuidanceConfig)
 
 
 class ScoreSDERecipe(Recipe):
@@ -103,7 +112,7 @@ class ScoreSDERecipe(Recipe):
     family = "score_sde"
     config_class = ScoreSDEConfig
     samplers = SAMPLERS
-    sample_options = ("sampler", "num_steps")
+    sample_options = ("sampler", "num_steps", *guide.GUIDANCE_OPTIONS)
     eval_time_fields = (
         "sampler",
         "sample_steps",
@@ -142,6 +151,15 @@ class ScoreSDERecipe(Recipe):
             self.sde = sde_lib.VESDE(sigma_min=m.sigma_min, sigma_max=m.sigma_max)
         else:
             self.sde = sde_lib.make_sde(m.sde, beta_min=m.beta_min, beta_max=m.beta_max)
+        self.classes = guide.check_conditioning(
+            m.unet.num_classes, self.num_classes, self.config.data.name
+        )
+        if not self.classes and m.guidance.guides:
+            raise ConfigError(
+                f"model.guidance.scale={m.guidance.scale!r} / rescale={m.guidance.rescale!r} "
+                "ask for classifier-free guidance of an unconditional model "
+                "(model.unet.num_classes = 0)"
+            )
         abstract = nnx.eval_shape(lambda: self._make_unet(jax.random.key(0)))
         self.graphdef, _ = nnx.split(abstract)
 
@@ -163,24 +181,58 @@ class ScoreSDERecipe(Recipe):
             return 999.0 * t
         return jnp.log(self.sde.sigma_ratio(t))
 
-    def network(self, params: Any, *, dropout_key: jax.Array | None = None) -> Callable:
-        """The raw network ``net(x, c)`` (``c``: the conditioning input)."""
+    def network(
+        self,
+        params: Any,
+        *,
+        dropout_key: jax.Array | None = None,
+        labels: jax.Array | None = None,
+    ) -> Callable:
+        """The raw network ``net(x, c)`` (``c``: the conditioning input); a class-conditional
+        one at ``labels`` (``NULL_LABEL``, the unconditional model, where None)."""
         unet = nnx.merge(self.graphdef, params)
+        if not self.classes:
 
-        def net(x: jax.Array, c: jax.Array) -> jax.Array:
-            return unet(x, c, key=dropout_key)
+            def net(x: jax.Array, c: jax.Array) -> jax.Array:
+                return unet(x, c, key=dropout_key)
 
-        return net
+            return net
 
-    def score_fn(self, params: Any) -> sde_lib.ScoreFn:
-        """The trained model as ``score_fn(x, t)`` for the samplers and the likelihood."""
+        def cond_net(x: jax.Array, c: jax.Array) -> jax.Array:
+            y = labels
+            if y is None:
+                y = jnp.full((x.shape[0],), guide.NULL_LABEL, jnp.int32)
+            return unet(x, c, y=y, key=dropout_key)
+
+        return cond_net
+
+    def score_fn(self, params: Any, *, labels: jax.Array | None = None) -> sde_lib.ScoreFn:
+        """The trained model as ``score_fn(x, t)`` for the samplers and the likelihood (a
+        class-conditional model's at ``labels``, its unconditional one's where None)."""
         m: ScoreSDEConfig = self.config.model
+        net = self.network(params) if labels is None else self.network(params, labels=labels)
         return sde_lib.network_to_score(
-            self.network(params),
+            net,
             self.sde,
             parameterization=m.parameterization,
             sigma_data=m.sigma_data,
             noise_input=self.noise_input,
+        )
+
+    def conditional_score_fn(self, params: Any) -> guide.ConditionalModel:
+        """The class-conditional score ``s(x, t, labels) = grad_x log p_t(x | labels)``."""
+        return lambda x, t, labels: self.score_fn(params, labels=labels)(x, t)
+
+    def noise_process(self) -> tuple:
+        """A hashable description of the forward SDE (float ``t``), equal to that of a noisy
+        classifier trained for this model."""
+        m: ScoreSDEConfig = self.config.model
+        return guide.sde_noise_process(
+            m.sde,
+            beta_min=m.beta_min,
+            beta_max=m.beta_max,
+            sigma_min=m.sigma_min,
+            sigma_max=m.sigma_max,
         )
 
     # ------------------------------------------------------------------ engine hooks
@@ -190,8 +242,15 @@ class ScoreSDERecipe(Recipe):
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
         m: ScoreSDEConfig = self.config.model
         dropout_key, loss_key = jax.random.split(key)
+        labels = None
+        if self.classes:
+            labels = guide.drop_labels(
+                jax.random.fold_in(key, 2),
+                guide.batch_labels(batch, self.config.data.name),
+                m.guidance.p_uncond,
+            )
         return score_matching.dsm_loss(
-            self.network(params, dropout_key=dropout_key),
+            self.network(params, dropout_key=dropout_key, labels=labels),
             self.sde,
             batch[self.data_key],
             loss_key,
@@ -218,7 +277,11 @@ class ScoreSDERecipe(Recipe):
         images are written; :meth:`sample_raw` returns the raw output) and the number of
         network evaluations. Example ``i`` is example ``first_index + i`` of the draw with
         ``key``. Options: ``sampler`` (one of :data:`SAMPLERS`, default ``model.sampler``)
-        and ``num_steps`` (default ``model.sample_steps``)."""
+        and ``num_steps`` (default ``model.sample_steps``); guidance (``guidance_scale``,
+        ``guidance_interval``, ``guidance_rescale``, ``classifier``) as a transform of the
+        score, the same for every sampler (:mod:`jaxgen.recipes.guidance`). A class-
+        conditional model draws ``condition["label"]`` or classes ``(first_index + i) mod
+        K``."""
         out = self.sample_raw(
             params, key, num_samples, first_index=first_index, condition=condition, **options
         )
@@ -235,7 +298,6 @@ class ScoreSDERecipe(Recipe):
         **options: Any,
     ) -> core.SamplerOutput:
         """The chosen sampler's output as it is (see :meth:`sample`)."""
-        del condition  # unconditional
         self.check_sample_options(options)
         m: ScoreSDEConfig = self.config.model
         sampler = options.get("sampler") or m.sampler
@@ -244,7 +306,21 @@ class ScoreSDERecipe(Recipe):
         steps = m.sample_steps if num_steps is None else num_steps
         keys = core.example_keys(key, num_samples, start=first_index)
         shape = (num_samples, *self.data_shape)
+        t_end = self.sde.t_min if m.sample_t_min is None else m.sample_t_min
+        plan = guide.plan_guidance(
+            options,
+            m.guidance,
+            num_classes=self.classes,
+            condition=condition,
+            num_samples=num_samples,
+            first_index=first_index,
+            sigma_range=guide.noise_range(self.sde, t_end, self.sde.T),
+        )
         score_fn = self.score_fn(params)
+        if plan.labels is not None:
+            score_fn, _ = guide.guided_model(
+                self.conditional_score_fn(params), plan, parameterization="score", path=self.sde
+            )
         common = dict(num_steps=steps, t_min=m.sample_t_min)
         if sampler == "pc":
             return samplers.pc_sample(
@@ -263,6 +339,8 @@ class ScoreSDERecipe(Recipe):
             return samplers.euler_maruyama_sample(
                 score_fn, self.sde, keys, shape, denoise=m.denoise, **common
             )
+        if sampler == "ode_adaptive" and plan.labels is not None:
+            return self._adaptive_per_example(params, plan, keys, common)
         if sampler in ("ode_euler", "ode_heun", "ode_adaptive"):
             return samplers.probability_flow_sample(
                 score_fn, self.sde, keys, shape, method=sampler[len("ode_") :], **common
@@ -272,6 +350,26 @@ class ScoreSDERecipe(Recipe):
                 score_fn, self.sde, keys, shape, order=m.solver_order, **common
             )
         return samplers.edm_sample(score_fn, self.sde, keys, shape, **common)
+
+    def _adaptive_per_example(
+        self, params: Any, plan: guide.GuidancePlan, keys: jax.Array, common: dict
+    ) -> core.SamplerOutput:
+        """The adaptive probability-flow solve of a labelled draw: it solves each example on
+        its own (``vmap``), so each example's guided score is built with its own label."""
+
+        def one(key: jax.Array, label: jax.Array) -> core.SamplerOutput:
+            score_fn, _ = guide.guided_model(
+                self.conditional_score_fn(params),
+                plan._replace(labels=label[None]),
+                parameterization="score",
+                path=self.sde,
+            )
+            out = samplers.probability_flow_sample(
+                score_fn, self.sde, key[None], (1, *self.data_shape), method="adaptive", **common
+            )
+            return core.SamplerOutput(out.samples[0], jnp.reshape(out.nfe, (-1,))[0])
+
+        return jax.vmap(one)(keys, plan.labels)
 
     def bits_per_dim(
         self, params: Any, images: jax.Array, key: jax.Array
@@ -297,7 +395,10 @@ class ScoreSDERecipe(Recipe):
         """Test bits/dim through the probability-flow ODE (Song et al. Sec. 4.3).
 
         Chunks of ``eval.batch_size`` images are split over all devices; the last chunk is
-        padded so the solve compiles once."""
+        padded so the solve compiles once. A class-conditional model is evaluated as its
+        unconditional model (null label; nothing when trained with ``p_uncond = 0``)."""
+        if self.classes and self.config.model.guidance.p_uncond == 0.0:
+            return {}
         bpd_all, terms = evaluate_in_chunks(
             self.bits_per_dim, params, images, key, batch_size=self.config.eval.batch_size
         )

@@ -3,6 +3,8 @@ this floor (and :mod:`jaxgen.config`).
 
 * :func:`train`, :func:`train_and_evaluate`: train (or resume) an experiment in a workdir;
 * :func:`load_run`, :func:`draw_samples`, :func:`evaluate_run`: use a trained run;
+* :func:`draw_guided_samples`, :func:`load_classifier`: class-conditional and guided samples;
+* :func:`guidance_sweep`: sample quality against class accuracy over guidance scales;
 * :func:`families`, :func:`get_recipe`: the family table (:mod:`jaxgen.run.families`);
 * :func:`build_recipe`, :func:`load_train_dataset`: the pieces ``train`` is made of.
 
@@ -17,6 +19,23 @@ from jaxgen.engine.trainer import NonFiniteLossError, TrainResult
 from jaxgen.run.data import load_train_dataset
 from jaxgen.run.evaluate import SAMPLE_METRICS, TrainAndEvalResult, evaluate_run, train_and_evaluate
 from jaxgen.run.families import families, get_recipe, model_config_class
+from jaxgen.run.guidance import (
+    Classifier,
+    GuidedSamples,
+    check_guidance,
+    draw_guided_samples,
+    label_condition,
+    load_classifier,
+    model_classes,
+)
+from jaxgen.run.guidance_sweep import (
+    class_accuracy,
+    guidance_sweep,
+    parse_scales,
+    plot_sweep,
+    predict_digit_labels,
+    sweep_table,
+)
 from jaxgen.run.inference import (
     LoadedRun,
     check_sample_options,
@@ -43,24 +62,37 @@ def sampler_help() -> str:
 
 __all__ = [
     "CheckpointError",
+    "Classifier",
     "DatasetNotFoundError",
-    "SAMPLE_METRICS",
+    "GuidedSamples",
     "LoadedRun",
     "NonFiniteLossError",
+    "SAMPLE_METRICS",
     "TrainAndEvalResult",
     "TrainResult",
     "build_recipe",
+    "check_guidance",
     "check_sample_options",
+    "class_accuracy",
+    "draw_guided_samples",
     "draw_samples",
     "eval_time_keys",
     "evaluate_run",
     "families",
     "get_recipe",
+    "guidance_sweep",
+    "label_condition",
+    "load_classifier",
     "load_run",
     "load_train_dataset",
+    "model_classes",
     "model_config_class",
+    "parse_scales",
+    "plot_sweep",
+    "predict_digit_labels",
     "sampler_help",
     "save_figures",
+    "sweep_table",
     "train",
     "train_and_evaluate",
     "write_samples",

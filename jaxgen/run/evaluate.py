@@ -12,7 +12,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxgen.config import ExperimentConfig
+from jaxgen.config import ConfigError, ExperimentConfig
 from jaxgen.engine.trainer import TrainResult
 from jaxgen.run.data import held_out_rows
 from jaxgen.run.inference import (
@@ -50,7 +50,9 @@ def evaluate_run(
 
     ``sample_options`` (e.g. ``sampler=..., num_steps=...``, as the recipe declares) choose
     the sampler for the quality score; ``likelihood=False`` skips the likelihood (sampler
-    comparisons). The numbers are also written to
+    comparisons). A recipe with ``evaluate_labels = True`` (a classifier) is also given
+    the held-out labels (``evaluate(..., labels=...)``); one with ``generative = False``
+    draws no samples. The numbers are also written to
     ``<workdir>/eval_<split>_step<N>[_<sampler><steps>].json``.
     """
     check_sample_options(run.recipe, sample_options)
@@ -60,12 +62,20 @@ def evaluate_run(
     if likelihood:
         held_out = held_out_rows(run.config, split)
         images = held_out[run.dataset.data_key]
-        results.update(run.recipe.evaluate(run.ema_params, images, jax.random.key(seed)))
+        extra = {}
+        if getattr(run.recipe, "evaluate_labels", False):
+            if "label" not in held_out:
+                raise ConfigError(
+                    f"family {run.config.family!r} is evaluated against labels; the {split!r} "
+                    f"split of {run.config.data.name!r} has none"
+                )
+            extra["labels"] = held_out["label"]
+        results.update(run.recipe.evaluate(run.ema_params, images, jax.random.key(seed), **extra))
         figures = run.recipe.figures(run.ema_params, images, jax.random.key(seed + 1))
         if figures and jax.process_index() == 0:
             save_figures(figures, run.workdir / "figures", run.step)
     metric = SAMPLE_METRICS.get(run.config.data.name)
-    if metric is not None:
+    if metric is not None and getattr(run.recipe, "generative", True):
         samples = draw_samples(
             run, num_samples=num_samples or ecfg.num_samples, seed=seed, **sample_options
         )

@@ -15,7 +15,7 @@ from jaxgen.data.registry import Dataset
 from jaxgen.engine.recipe import Recipe
 from jaxgen.engine.restore import restore_train_state
 from jaxgen.engine.sampling import ChunkedSampler
-from jaxgen.images import density_picture, save_grid, save_png
+from jaxgen.images import density_picture, make_grid, save_png
 from jaxgen.run.data import init_batch_for, load_train_dataset, sample_condition_for
 from jaxgen.run.families import get_recipe, model_config_class
 from jaxgen.run.train import build_recipe
@@ -133,18 +133,30 @@ def save_figures(figures: dict[str, np.ndarray], directory: pathlib.Path, step: 
 
 
 def write_samples(
-    run: LoadedRun, samples: np.ndarray, directory: pathlib.Path, stem: str
+    run: LoadedRun,
+    samples: np.ndarray,
+    directory: pathlib.Path,
+    stem: str,
+    *,
+    labels: np.ndarray | None = None,
+    num_cols: int | None = None,
 ) -> dict[str, Any]:
-    """Save ``samples`` as ``<stem>.npy`` plus a picture or text of them: a grid of images,
-    decoded token sequences (recipes with ``decode_samples``) or the density of 2-D points.
-    Returns the paths written and the samples' shape."""
+    """Save ``samples`` as ``<stem>.npy`` plus a picture or text of them: a grid of images
+    (``num_cols`` columns, default square), decoded token sequences (recipes with
+    ``decode_samples``) or the density of 2-D points; the class each sample was asked for,
+    if given, as ``<stem>_labels.npy``. Returns the paths written and the samples' shape."""
     directory = pathlib.Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     np.save(directory / f"{stem}.npy", samples)
     record: dict[str, Any] = {"npy": str(directory / f"{stem}.npy"), "shape": list(samples.shape)}
-    if samples.ndim == 4:  # images: a grid
-        grid = save_grid(directory / f"{stem}.png", samples[: min(len(samples), 256)])
-        record["png"] = str(grid)
+    if labels is not None:
+        np.save(directory / f"{stem}_labels.npy", np.asarray(labels))
+        record["labels"] = str(directory / f"{stem}_labels.npy")
+    if samples.ndim == 4:  # images: a grid (at most 256 of them, whole rows)
+        shown = min(len(samples), 256 - 256 % num_cols if num_cols and num_cols <= 256 else 256)
+        grid = make_grid(samples[:shown], num_cols=num_cols)
+        upscale = max(1, 256 // max(grid.shape[:2]))
+        record["png"] = str(save_png(directory / f"{stem}.png", grid, upscale=upscale))
     elif hasattr(run.recipe, "decode_samples"):  # token sequences: text
         text = "\n\n-----\n\n".join(run.recipe.decode_samples(samples))
         (directory / f"{stem}.txt").write_text(text)
