@@ -14,10 +14,13 @@ Run (2 CPU cores, about 10 minutes including compilation):
     jaxgen eval --workdir runs/ddpm_cfg_digits
     jaxgen sample --workdir runs/ddpm_cfg_digits --class 3 --guidance-scale 2
 
-Expected result (an estimate, to be measured; see README): samples of each class that the
-project's digit classifier recognises at >= 95% accuracy at the config's guidance scale,
-with a digit FD no worse than the unconditional experiments/ddpm_digits.py (< 15 at 360
-samples); test bits/dim (of the unconditional model, null label) < 3.5 on 17 levels.
+Measured (see README, "Conditioning and guidance"): at the default scale s = 1.5 every
+class is recognised by the project's digit classifier at 100% (360 samples, seeds 0 and 1),
+digit FD 8.3 / 7.8, against 11.0 / 10.9 for the unconditional experiments/ddpm_digits.py
+with the same sampler (DDIM, 50 steps) and 7.9 with its 1000 ancestral steps. The sweep
+`jaxgen eval --workdir runs/ddpm_cfg_digits --guidance-scales 0,1,1.5,2,3,5` gives the
+trade-off (seed 0): digit FD 15.9 / 8.5 / 8.3 / 11.9 / 20.3 / 33.1 at class accuracy
+8% / 98% / 100% / 100% / 100% / 100%. Training: 2500 steps at batch 128, as the main job.
 
 A laptop-sized smoke variant: append `train.num_steps=200 train.sample_every=200`.
 """
@@ -51,7 +54,7 @@ def get_config() -> ExperimentConfig:
             sampler="ddim",
             sample_steps=50,
             ddim_eta=0.0,
-            guidance=GuidanceConfig(p_uncond=0.1, scale=2.0),
+            guidance=GuidanceConfig(p_uncond=0.1, scale=1.5),
         ),
         data=DataConfig(name="digits", batch_size=128),
         optim=OptimConfig(
@@ -70,7 +73,8 @@ def get_config() -> ExperimentConfig:
         ),
         eval=EvalConfig(split="test", num_samples=360, batch_size=360),
         expected=(
-            "digit classifier accuracy >= 95% on guided samples of each class (expected); "
-            "digit FD < 15 at 360 samples; test bits/dim < 3.5 (17 levels)"
+            "digit classifier accuracy >= 95% on the guided samples of every class at the "
+            "default scale 1.5 (measured 100%); digit FD < 12 at 360 samples (measured 8.3 / "
+            "7.8, the unconditional model 11.0 with the same sampler)"
         ),
     )

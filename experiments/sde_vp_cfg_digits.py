@@ -15,9 +15,11 @@ Run (2 CPU cores, about 10 minutes including compilation):
     jaxgen sample --workdir runs/sde_vp_cfg_digits --class 7 --guidance-scale 2 \
         model.sampler=pc model.sample_steps=1000
 
-Expected result (an estimate, to be measured; see README): guided samples of each class
-recognised by the digit classifier at >= 95%; digit FD < 15 at 360 samples; test bits/dim
-(ODE, unconditional model) < 2.5.
+Measured (see README, "Conditioning and guidance"; 360 samples, DPM-Solver 25 steps, seed
+0): at the default scale s = 1.5 every class is recognised by the digit classifier at 100%,
+digit FD 8.9; over s = 0 / 1 / 1.5 / 2 / 3 the digit FD is 18.6 / 8.6 / 8.9 / 13.2 / 25.3 at
+class accuracy 9% / 99% / 100% / 100% / 100%. The unconditional experiments/sde_vp_digits.py
+scores 10.9 with 1000 predictor-corrector steps.
 
 A laptop-sized smoke variant: append `train.num_steps=200 train.sample_every=200`.
 """
@@ -55,7 +57,7 @@ def get_config() -> ExperimentConfig:
             sample_steps=25,
             likelihood_rtol=1e-4,
             likelihood_atol=1e-4,
-            guidance=GuidanceConfig(p_uncond=0.1, scale=2.0),
+            guidance=GuidanceConfig(p_uncond=0.1, scale=1.5),
         ),
         data=DataConfig(name="digits", batch_size=128),
         optim=OptimConfig(
@@ -74,7 +76,7 @@ def get_config() -> ExperimentConfig:
         ),
         eval=EvalConfig(split="test", num_samples=360, batch_size=120, max_examples=120),
         expected=(
-            "digit classifier accuracy >= 95% on guided samples of each class (expected); "
-            "digit FD < 15; test bits/dim (ODE, 17 levels) < 2.5"
+            "digit classifier accuracy >= 95% on the guided samples of every class at the "
+            "default scale 1.5 (measured 100%); digit FD < 12 (measured 8.9)"
         ),
     )
