@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgen import autoregressive, diffusion, flows, gan, sde, vae
+from jaxgen import flow_matching as fm
 from jaxgen.gan import pix2pix
 from jaxgen.sde import samplers
 from jaxgen.vae import DiagonalGaussian
@@ -149,6 +150,41 @@ def _eps_model(x: jax.Array, t: jax.Array) -> jax.Array:
 
 def _score(x: jax.Array, t: jax.Array) -> jax.Array:
     return -0.5 * x
+
+
+# Flow matching (convention: data at t = 0, source at t = 1): a linear velocity field.
+_FM_PATH = fm.LinearPath(sigma_min=0.0)
+
+
+def _velocity(x: jax.Array, t: jax.Array) -> jax.Array:
+    return 0.3 * x - 0.1 * t.reshape((-1,) + (1,) * (x.ndim - 1)) * x
+
+
+def _flow_matching_loss_cases(x, images, noise, t_cont) -> list[LossCase]:
+    exact = {"divergence": "exact", "rtol": 1e-3, "atol": 1e-3}
+    return [
+        LossCase(
+            "flow_matching.flow_matching_loss",
+            lambda: fm.flow_matching_loss(_velocity, _FM_PATH, x, _key(), x_source=noise),
+        ),
+        LossCase(
+            "flow_matching.flow_matching_loss_at",
+            lambda: fm.flow_matching_loss_at(
+                _velocity, _FM_PATH, x, noise, t_cont, parameterization="x0"
+            ),
+        ),
+        LossCase(
+            "flow_matching.distillation_loss", lambda: fm.distillation_loss(_velocity, noise, x)
+        ),
+        LossCase(
+            "flow_matching.log_likelihood",
+            lambda: fm.log_likelihood(_velocity, x, None, **exact),
+        ),
+        LossCase(
+            "flow_matching.bits_per_dim",
+            lambda: fm.bits_per_dim(_velocity, images, _key(), num_levels=5, **exact),
+        ),
+    ]
 
 
 def _loss_cases() -> list[LossCase]:
@@ -332,6 +368,7 @@ def _loss_cases() -> list[LossCase]:
                 jnp.arange(B * 4).reshape(B, 2, 2, 1) % 5,
             ),
         ),
+        *_flow_matching_loss_cases(x, images, noise, t_cont),
     ]
 
 
@@ -418,6 +455,39 @@ def _colorize(key, n, c):
     return samplers.pc_colorize(
         c.wrap(_score), _VP, key, (n, 2, 2, 3), gray=rows(n, (2, 2, 1)), **_PC
     )
+
+
+def _flow_matching_sampler_cases() -> list[SamplerCase]:
+    ev = (2,)
+    fixed = [("euler", fm.euler_sample, 1), ("midpoint", fm.midpoint_sample, 2)]
+    fixed += [("heun", fm.heun_sample, 2), ("rk4", fm.rk4_sample, 4)]
+    cases = [
+        SamplerCase(
+            f"flow_matching.{name}_sample",
+            "N=3",
+            lambda k, n, c, fn=fn: fn(c.wrap(_velocity), k, (n, *ev), num_steps=3),
+            3 * per_step,
+        )
+        for name, fn, per_step in fixed
+    ]
+    return [
+        *cases,
+        SamplerCase(
+            "flow_matching.one_step_sample",
+            "1",
+            lambda k, n, c: fm.one_step_sample(c.wrap(_velocity), k, (n, *ev)),
+            1,
+        ),
+        SamplerCase(
+            "flow_matching.adaptive_sample",
+            "tsit5",
+            lambda k, n, c: fm.adaptive_sample(
+                c.wrap(_velocity), k, (n, *ev), rtol=1e-3, atol=1e-3
+            ),
+            None,
+            countable=False,
+        ),
+    ]
 
 
 def _sampler_cases() -> list[SamplerCase]:
@@ -574,6 +644,7 @@ def _sampler_cases() -> list[SamplerCase]:
             ),
             4,
         ),
+        *_flow_matching_sampler_cases(),
     ]
 
 
@@ -581,6 +652,10 @@ SAMPLER_CASES: list[SamplerCase] = _sampler_cases()
 
 # Public functions whose name looks like a sampler but that are not samplers of a model.
 SAMPLER_EXEMPT: dict[str, str] = {
+    "flow_matching.sample_time": (
+        "draws training times t in [t_min, t_max] (uniform or logit-normal) for the loss; "
+        "evaluates no network and returns a bare (batch,) array"
+    ),
     "diffusion.q_sample": (
         "the forward process x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) noise at given t and "
         "noise: no key, no network, returns a bare array"

@@ -57,6 +57,7 @@ NAMESPACES: tuple[str, ...] = (
     "jaxgen.gan.pix2pix",
     "jaxgen.flows",
     "jaxgen.autoregressive",
+    "jaxgen.flow_matching",
 )
 LOSS_SUFFIXES: tuple[str, ...] = ("_loss", "_losses", "_loss_at", "_objective", "_penalty")
 # Estimators and objectives whose name does not say so (namespace-qualified: vae.log_likelihood
@@ -68,6 +69,8 @@ LOSS_NAMED: frozenset[str] = frozenset(
         "diffusion.variational_bound",
         "diffusion.variational_bound_estimate",
         "flows.flow_nll",
+        "flow_matching.log_likelihood",
+        "flow_matching.bits_per_dim",
         "sde.log_likelihood",
         "sde.bits_per_dim",
         "vae.importance_log_likelihood",

@@ -42,6 +42,7 @@ CASES: dict[str, tuple[str, dict, tuple[str, ...]]] = {
     "gan": ("gan_digits.py", {}, ()),
     "pix2pix": ("pix2pix_digits.py", {}, ()),
     "flow": ("glow_digits.py", {}, ()),
+    "flow_matching": ("flow_matching_digits.py", {"sampler": "euler", "num_steps": 3}, ()),
     "pixelcnn": ("pixelcnn_digits.py", {}, ()),
     "sequence_model": ("transformer_digits.py", {}, ()),
 }

@@ -6,7 +6,9 @@ this floor (and :mod:`jaxgen.config`).
 * :func:`draw_guided_samples`, :func:`load_classifier`: class-conditional and guided samples;
 * :func:`guidance_sweep`: sample quality against class accuracy over guidance scales;
 * :func:`families`, :func:`get_recipe`: the family table (:mod:`jaxgen.run.families`);
-* :func:`build_recipe`, :func:`load_train_dataset`: the pieces ``train`` is made of.
+* :func:`build_recipe`, :func:`load_train_dataset`: the pieces ``train`` is made of;
+* :func:`training_dataset`, :func:`teacher_pairs`, :func:`load_teacher`: a flow-matching
+  run's teacher pairs (reflow, distillation) and paired data (:mod:`jaxgen.run.teacher`).
 
 Importing this package installs the family table as :mod:`jaxgen.config`'s model-config
 resolver, so saved ``config.json`` files load without ``config`` knowing any family.
@@ -45,6 +47,7 @@ from jaxgen.run.inference import (
     save_figures,
     write_samples,
 )
+from jaxgen.run.teacher import load_teacher, teacher_pairs, training_dataset
 from jaxgen.run.train import build_recipe, train
 
 set_model_config_resolver(model_config_class)
@@ -84,6 +87,7 @@ __all__ = [
     "label_condition",
     "load_classifier",
     "load_run",
+    "load_teacher",
     "load_train_dataset",
     "model_classes",
     "model_config_class",
@@ -93,7 +97,9 @@ __all__ = [
     "sampler_help",
     "save_figures",
     "sweep_table",
+    "teacher_pairs",
     "train",
     "train_and_evaluate",
+    "training_dataset",
     "write_samples",
 ]

@@ -12,6 +12,7 @@ from jaxgen.engine.recipe import Recipe
 from jaxgen.engine.trainer import TrainResult, train_loop
 from jaxgen.run.data import init_batch_for, load_train_dataset, sample_condition_for, transform_for
 from jaxgen.run.families import get_recipe
+from jaxgen.run.teacher import training_dataset
 
 
 def build_recipe(config: ExperimentConfig, dataset: Dataset) -> Recipe:
@@ -45,10 +46,12 @@ def train(
     saved and the function returns); tests use it to interrupt and resume runs.
     ``restart=True`` lets a workdir whose every checkpoint was found damaged (and moved
     aside as ``*.corrupt``) start over from step 0; without it that raises
-    ``CheckpointError`` naming them.
+    ``CheckpointError`` naming them. A flow-matching config may train on other data than
+    its data set: a teacher's pairs or a paired source (:mod:`jaxgen.run.teacher`).
     """
     dataset = load_train_dataset(config)
     recipe = build_recipe(config, dataset)
+    dataset = training_dataset(config, workdir, recipe, dataset)  # teacher / paired data
     return train_loop(
         config,
         workdir,
