@@ -180,9 +180,12 @@ def test_ddpm_guided_sample_is_the_sampler_on_the_guided_model(cfg_ddpm, sampler
             # s = 1: the conditional model itself (no unconditional pass)
             draw(condition={"label": LABELS}, guidance_scale=1.0),
             reference(lambda x, t: cond(x, t, LABELS)),
-            # no condition: classes cycle from first_index; the config's scale is 2.0
+            # no condition: classes cycle from first_index, at the config's default scale
             recipe.sample(params, key, N, first_index=3, sampler=sampler).samples,
-            reference(_manual_cfg(cond, cyclic, 2.0), core.example_keys(key, N, start=3)),
+            reference(
+                _manual_cfg(cond, cyclic, recipe.config.model.guidance.scale),
+                core.example_keys(key, N, start=3),
+            ),
         )
 
     got, want, one, conditional, shifted, shifted_want = draws(params, 2.5)
@@ -214,7 +217,9 @@ def test_sde_guided_sample_is_the_sampler_on_the_guided_score(cfg_sde):
             ).samples
 
         want = samplers.dpm_solver_sample(
-            _manual_cfg(recipe.conditional_score_fn(params), LABELS, 2.0),
+            _manual_cfg(
+                recipe.conditional_score_fn(params), LABELS, recipe.config.model.guidance.scale
+            ),
             recipe.sde,
             core.example_keys(key, N),
             (N, 8, 8, 1),
@@ -413,7 +418,7 @@ def test_guidance_config_round_trips_and_overrides():
     from jaxgen.run.inference import model_config_class
 
     config = _config("ddpm_cfg_digits", ["model.guidance.interval=(0.28, 5.42)"])
-    assert config.model.guidance == GuidanceConfig(p_uncond=0.1, scale=2.0, interval=(0.28, 5.42))
+    assert config.model.guidance == GuidanceConfig(p_uncond=0.1, scale=1.5, interval=(0.28, 5.42))
     again = config_from_json(config_to_json(config), resolve_model=model_config_class)
     assert again == config
     with pytest.raises(ConfigError, match=r"model.guidance.interval.*\(1.0, 2.0, 3.0\)"):
