@@ -13,9 +13,10 @@ Run (2 CPU cores, about a minute):
     jaxgen eval --workdir runs/fm_moons_to_ring
     jaxgen sample --workdir runs/fm_moons_to_ring
 
-Expected result (expected, to be measured): samples in runs/fm_moons_to_ring/samples show
-the eight modes of the ring, each about equally filled; ``jaxgen eval`` reports the flow's
-straightness (Liu et al. eq. 5) well below its transport cost (near-straight OT paths).
+Measured (2 CPU cores, 42 s of training): 4000 samples cover all 8 modes of the ring
+(counts 307 to 409; reverse KL to uniform 0.003; 73% within 3 standard deviations of a mode,
+`jaxgen.evaluation.mode_coverage.toy_mode_coverage("ring", samples)`); ``jaxgen eval``
+reports straightness 0.034 against a transport cost of 1.02 (near-straight OT paths).
 """
 
 from jaxgen.config import DataConfig, EvalConfig, ExperimentConfig, OptimConfig, TrainConfig
@@ -48,7 +49,7 @@ def get_config() -> ExperimentConfig:
         ),
         eval=EvalConfig(split="test", num_samples=2000, batch_size=2000),
         expected=(
-            "samples cover the 8 ring modes about equally (expected, to be measured); "
-            "straightness well below the transport cost"
+            "samples cover the 8 ring modes about equally (measured 8 of 8, reverse KL 0.003); "
+            "straightness well below the transport cost (measured 0.034 vs 1.02)"
         ),
     )

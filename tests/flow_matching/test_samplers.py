@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from jaxgen import flow_matching as fm
-from jaxgen.core import example_keys
 from tests.flow_matching.oracle import BROAD, MIXTURE, WRONG, mmd_to_exact, reference
 
 PATH = fm.LinearPath()
@@ -79,28 +78,8 @@ def test_fixed_step_solvers_converge_at_their_orders(x64):
     np.testing.assert_allclose(whole.samples, solve(8, "heun"), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", list(SAMPLERS))
-def test_samples_depend_only_on_seed_and_index_and_nfe_is_counted(name):
-    sampler, options = SAMPLERS[name]
-    options = {"num_steps": 3} if "num_steps" in options else options
-    calls = []
-
-    def u(x, t):
-        calls.append(1)
-        return 0.5 * x - jnp.sin(x) * t[:, None]
-
-    key = jax.random.key(11)
-    if name == "adaptive":
-        one = sampler(u, key, (3, 2), **options)
-        assert jnp.issubdtype(one.nfe.dtype, jnp.integer) and int(one.nfe) >= 7
-    else:
-        with jax.disable_jit():  # loops run in Python: one call per evaluation
-            one = sampler(u, key, (3, 2), **options)
-        assert type(one.nfe) is int and one.nfe == len(calls), (one.nfe, len(calls))
-    many = sampler(u, example_keys(key, 6), (6, 2), **options)
-    np.testing.assert_allclose(one.samples, many.samples[:3], rtol=1e-6, atol=1e-6)
-    other = sampler(u, jax.random.key(12), (3, 2), **options)
-    assert np.any(np.asarray(other.samples) != np.asarray(one.samples))
+# Per-example keys and counted evaluations of these samplers: tests/test_conventions.py
+# (jaxgen.flow_matching is one of its namespaces).
 
 
 def test_given_source_is_transported_and_bad_inputs_are_refused():
