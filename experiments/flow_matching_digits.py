@@ -18,9 +18,10 @@ Run (2 CPU cores, about 8 minutes including compilation):
 (FD against the evaluations: ``--sampler euler --steps 1/2/5/10/20``, ``--sampler heun``,
 ``--sampler dpm_solver`` through the Gaussian-path SDE.)
 
-Expected result (expected, to be measured): digit FD < 15 at 360 samples with 20 RK4 steps
-(the DDPM run reaches 7.9); test bits/dim < 3.5 on the 17-level scale (a dequantised upper
-bound; uniform is log2(17) = 4.09).
+Measured (2-core CPU, 360 samples; see README, "Flow matching and rectified flow"): digit
+FD 10.5 with 20 RK4 steps (80 evaluations), 11.0 with 5 midpoint steps (10 evaluations);
+test bits/dim 2.281 +- 0.014 (exact ODE likelihood, dequantized, all 360 test digits;
+uniform is log2(17) = 4.09); straightness 9.49.
 
 A laptop-sized smoke variant: append `train.num_steps=200 train.sample_every=200`.
 """
@@ -77,7 +78,7 @@ def get_config() -> ExperimentConfig:
         ),
         eval=EvalConfig(split="test", num_samples=360, batch_size=360),
         expected=(
-            "digit FD < 15 at 360 samples (20 RK4 steps); test bits/dim < 3.5 (17 levels) "
-            "(expected, to be measured)"
+            "digit FD < 15 at 360 samples with 20 RK4 steps (measured 10.5); test bits/dim "
+            "< 2.5 (17 levels; measured 2.28)"
         ),
     )

@@ -11,8 +11,8 @@ Run (after the two teacher runs):
     jaxgen train experiments/rectified_flow_digits_distill.py --workdir runs/rf_digits_distill
     jaxgen eval --workdir runs/rf_digits_distill
 
-Expected result (expected, to be measured): a one-step digit FD within twice the teacher's
-20-step FD at 360 samples (the issue's target).
+Measured (360 samples; see README): one-step digit FD 12.2, within 1.1x of the teacher's
+20-step FD (11.3 with Euler; the issue's target is 2x).
 """
 
 from jaxgen.config import DataConfig, EvalConfig, ExperimentConfig, OptimConfig, TrainConfig
@@ -66,5 +66,5 @@ def get_config() -> ExperimentConfig:
             num_grid_samples=64,
         ),
         eval=EvalConfig(split="test", num_samples=360, batch_size=360),
-        expected="one-step digit FD within 2x the teacher's 20-step FD (expected, to be measured)",
+        expected="one-step digit FD within 2x the teacher's 20-step FD (measured 12.2 vs 11.3)",
     )

@@ -14,9 +14,9 @@ Run (2 CPU cores; the pairs take a few minutes, training about 8):
     jaxgen train experiments/rectified_flow_digits_reflow.py --workdir runs/rf_digits_reflow
     jaxgen eval --workdir runs/rf_digits_reflow --sampler euler --steps 1 --no-likelihood
 
-Expected result (expected, to be measured): a straightness (``jaxgen eval``) several times
-lower than the teacher's; digit FD with 1 and 2 Euler steps far below the teacher's at the
-same evaluations, and with 20 RK4 steps close to the teacher's (< 20 at 360 samples).
+Measured (360 samples; see README): straightness 0.53 against the teacher's 9.49; digit FD
+16.7 / 13.8 with 1 / 2 Euler steps (the teacher: 854 / 171) and 11.1 with 20 RK4 steps (the
+teacher: 10.5); test bits/dim 2.24 +- 0.05 on the first 32 test digits.
 """
 
 from jaxgen.config import DataConfig, EvalConfig, ExperimentConfig, OptimConfig, TrainConfig
@@ -73,7 +73,7 @@ def get_config() -> ExperimentConfig:
         ),
         eval=EvalConfig(split="test", num_samples=360, batch_size=360),
         expected=(
-            "straightness several times below the teacher's; 1-2 step Euler FD far below the "
-            "teacher's (expected, to be measured)"
+            "straightness several times below the teacher's (measured 0.53 vs 9.49); one-step "
+            "Euler digit FD < 25 (measured 16.7; the teacher 854)"
         ),
     )
