@@ -38,6 +38,7 @@ from jaxgen.guidance.paths import (
     PathFn,
     check_interval_in_range,
     path_coefficients,
+    path_derivatives,
 )
 
 __all__ = [
@@ -57,4 +58,5 @@ __all__ = [
     "drop_condition",
     "multi_condition_guidance",
     "path_coefficients",
+    "path_derivatives",
 ]

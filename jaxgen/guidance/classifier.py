@@ -33,7 +33,7 @@ import jax.numpy as jnp
 from jaxgen.core.parameterization import broadcast_to_event, check_parameterization, convert
 from jaxgen.core.validation import check_choice
 from jaxgen.guidance.classifier_free import GuidedFn, check_finite
-from jaxgen.guidance.paths import path_coefficients
+from jaxgen.guidance.paths import path_coefficients, path_derivatives
 
 __all__ = [
     "MEAN_SHIFT_VARIANCES",
@@ -105,10 +105,12 @@ def classifier_guidance(
     if scale is None:
         raise ValueError("classifier_guidance needs a scale, got None")
     check_parameterization(parameterization)
-    if parameterization == "velocity":
+    derivatives = path_derivatives(path) if path is not None else None
+    if parameterization == "velocity" and derivatives is None:
         raise ValueError(
-            "classifier guidance of a 'velocity' model needs the path's derivatives; "
-            "convert the model to 'score', 'eps', 'x0' or 'v' first"
+            "classifier guidance of a 'velocity' model needs the path's derivatives (a path "
+            "with alpha_dot(t) and sigma_dot(t), e.g. a jaxgen.flow_matching path); or convert "
+            "the model to 'score', 'eps', 'x0' or 'v' first"
         )
     if parameterization != "score" and path is None:
         raise ValueError(
@@ -123,8 +125,17 @@ def classifier_guidance(
         if parameterization == "score":
             return (pred + delta).astype(pred.dtype)
         alpha, sigma = coefficients(t)
+        rates = {}
+        if derivatives is not None:
+            rates["alpha_dot"], rates["sigma_dot"] = derivatives(t)
         shift = convert(
-            delta, jnp.zeros_like(x), alpha, sigma, source="score", target=parameterization
+            delta,
+            jnp.zeros_like(x),
+            alpha,
+            sigma,
+            source="score",
+            target=parameterization,
+            **rates,
         )
         return (pred + shift).astype(pred.dtype)
 

@@ -49,7 +49,7 @@ import numpy as np
 
 from jaxgen.core.parameterization import broadcast_to_event, check_parameterization, convert
 from jaxgen.core.validation import is_concrete
-from jaxgen.guidance.paths import GuidanceInterval, path_coefficients
+from jaxgen.guidance.paths import GuidanceInterval, path_coefficients, path_derivatives
 
 __all__ = [
     "ConditionalModel",
@@ -175,11 +175,14 @@ def _guidance_transform(
         )
     _check_rescale(rescale, path)
     use_rescale = not _is_zero(rescale)
+    derivatives = path_derivatives(path) if path is not None else None
     if use_rescale and parameterization != rescale_parameterization:
-        if "velocity" in (parameterization, rescale_parameterization):
+        if "velocity" in (parameterization, rescale_parameterization) and derivatives is None:
             raise ValueError(
                 "rescale between 'velocity' and another parameterization needs the path's "
-                "derivatives; pass rescale_parameterization equal to parameterization"
+                "derivatives (a path with alpha_dot(t) and sigma_dot(t), e.g. a "
+                "jaxgen.flow_matching path); or pass rescale_parameterization equal to "
+                "parameterization"
             )
     coefficients = path_coefficients(path) if path is not None else None
     num = len(conditions)
@@ -205,14 +208,17 @@ def _guidance_transform(
             out = out + broadcast_to_event(scale, ck) * (ck - uncond)
         if use_rescale:
             alpha, sigma = coefficients(t)
-            kw = dict(source=parameterization, target=rescale_parameterization)
+            rates = {}
+            if derivatives is not None:
+                rates["alpha_dot"], rates["sigma_dot"] = derivatives(t)
+            kw = dict(source=parameterization, target=rescale_parameterization, **rates)
             cfg_r = convert(out, x, alpha, sigma, **kw)
             ref_r = convert(c0, x, alpha, sigma, **kw)
             std_cfg = _per_example_std(cfg_r)
             ratio = _per_example_std(ref_r) / jnp.where(std_cfg > 0, std_cfg, 1.0)
             phi = broadcast_to_event(rescale, cfg_r)
             mixed = phi * (cfg_r * ratio) + (1.0 - phi) * cfg_r
-            back = dict(source=rescale_parameterization, target=parameterization)
+            back = dict(source=rescale_parameterization, target=parameterization, **rates)
             out = convert(mixed, x, alpha, sigma, **back)
         return out.astype(c0.dtype)
 

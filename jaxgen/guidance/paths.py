@@ -92,6 +92,24 @@ def path_coefficients(path: Any) -> PathFn:
     return coefficients
 
 
+def path_derivatives(path: Any) -> Callable[[jax.Array], tuple[jax.Array, jax.Array]] | None:
+    """``t -> (dalpha/dt, dsigma/dt)`` of a path that has them (methods ``alpha_dot(t)`` and
+    ``sigma_dot(t)``, e.g. the paths of :mod:`jaxgen.flow_matching`), else ``None``.
+
+    The ``"velocity"`` parameterization ``u = alpha' x_0 + sigma' eps`` needs them to be
+    converted to or from the others (:func:`jaxgen.core.parameterization.convert`)."""
+    alpha_dot = getattr(path, "alpha_dot", None)
+    sigma_dot = getattr(path, "sigma_dot", None)
+    if not (callable(alpha_dot) and callable(sigma_dot)):
+        return None
+
+    def derivatives(t: jax.Array) -> tuple[jax.Array, jax.Array]:
+        shape = jnp.shape(t)
+        return jnp.broadcast_to(alpha_dot(t), shape), jnp.broadcast_to(sigma_dot(t), shape)
+
+    return derivatives
+
+
 def _bound(value: Any, name: str) -> Any:
     """``value`` as a float when concrete (may be +-inf), unchecked when traced."""
     if not is_concrete(value):
