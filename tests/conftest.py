@@ -1,7 +1,10 @@
 """Test configuration shared by the whole suite.
 
 * Eight simulated CPU devices, so sharding tests run anywhere (set before any JAX op).
-* A persistent compilation cache, so a re-run skips most XLA compilation.
+* A persistent compilation cache for programs that take over 0.3 s to compile, so a re-run
+  skips most XLA compilation (caching every tiny program too cost a cold run about 10% in
+  serialization; ``JAXGEN_TEST_CACHE=off`` disables it, ``JAXGEN_TEST_CACHE_MIN_SECS`` sets
+  the threshold).
 * XLA's CPU backend without LLVM optimization (``--xla_backend_optimization_level=0``):
   the suite is dominated by compiling many small programs (random initializers above
   all), which this makes 2 to 10 times faster; the numbers computed are the same maths,
@@ -31,9 +34,13 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 _cache = os.environ.get(
     "JAXGEN_TEST_CACHE", str(pathlib.Path(__file__).resolve().parent.parent / ".cache" / "jax")
 )
-jax.config.update("jax_compilation_cache_dir", _cache)
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+if _cache != "off":
+    jax.config.update("jax_compilation_cache_dir", _cache)
+    jax.config.update(
+        "jax_persistent_cache_min_compile_time_secs",
+        float(os.environ.get("JAXGEN_TEST_CACHE_MIN_SECS", "0.3")),
+    )
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 @pytest.fixture
