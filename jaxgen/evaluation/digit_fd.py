@@ -196,6 +196,16 @@ def digit_features(images: ArrayLike) -> np.ndarray:
     return _forward_all(_validate_images(images))[0]
 
 
+def digit_logits(images: ArrayLike) -> np.ndarray:
+    """Class logits (N, 10) of the shipped classifier for images (N, 8, 8, 1) in [-1, 1],
+    in padded batches (one compile). Unlike :func:`digit_features` it does not refuse
+    non-finite images (a sampler's failures are scored, not rejected)."""
+    x = np.asarray(images, np.float32)
+    if x.ndim != 4 or x.shape[1:] != IMAGE_SHAPE:
+        raise ValueError(f"images must be (N, 8, 8, 1) NHWC digits; got shape {x.shape}")
+    return _forward_all(x)[1]
+
+
 def digit_classifier_accuracy(split: str = "test") -> float:
     """Accuracy of the shipped classifier on a digits split ("train", "test", "all")."""
     images, labels = load_digits(split)

@@ -14,7 +14,6 @@ Samples are scored as image files hold them: clipped to [-1, 1].
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import pathlib
@@ -31,39 +30,19 @@ from jaxgen.run.evaluate import SAMPLE_METRICS
 from jaxgen.run.guidance import Classifier, check_guidance, guided_sampler
 from jaxgen.run.inference import LoadedRun, check_sample_options
 
-BATCH_SIZE = 512
 """The digit classifier's forward batch (the last one padded, so any N compiles once)."""
-
-
-@functools.lru_cache(maxsize=1)
-def _digit_classifier() -> Callable[[np.ndarray], np.ndarray]:
-    from flax import nnx
-
-    from jaxgen.evaluation.digit_fd import load_classifier_params
-
-    graphdef, params = load_classifier_params()
-
-    @jax.jit
-    def logits(x: jax.Array) -> jax.Array:
-        return nnx.merge(graphdef, params)(x)
-
-    return lambda x: np.asarray(logits(jnp.asarray(x, jnp.float32)))
 
 
 def predict_digit_labels(images: np.ndarray) -> np.ndarray:
     """``argmax_c logits_c(x)`` of the project's digit classifier (the shipped weights of
     :mod:`jaxgen.evaluation.digit_fd`, 98.9% test accuracy) for images (N, 8, 8, 1) in
     [-1, 1]."""
+    from jaxgen.evaluation.digit_fd import digit_logits
+
     x = np.asarray(images, np.float32)
     if x.ndim != 4 or x.shape[1:] != (8, 8, 1):
         raise ValueError(f"images must be (N, 8, 8, 1) digits, got shape {x.shape}")
-    n = len(x)
-    size = -(-max(n, 1) // BATCH_SIZE) * BATCH_SIZE  # padded (with blank digits): one compile
-    padded = np.concatenate([x, np.full((size - n, 8, 8, 1), -1.0, np.float32)])
-    logits = np.concatenate(
-        [_digit_classifier()(padded[i : i + BATCH_SIZE]) for i in range(0, size, BATCH_SIZE)]
-    )
-    return np.argmax(logits[:n], axis=-1)
+    return np.argmax(digit_logits(x), axis=-1)
 
 
 # dataset name -> ``predict(samples) -> labels`` (N,) of a fixed classifier of the data.
