@@ -40,6 +40,7 @@ FLOORS: dict[str, int] = {
     "autoregressive": 3,
     "guidance": 3,
     "flow_matching": 3,
+    "distillation": 3,
     "nets": 4,
     "evaluation": 5,
     "engine": 6,
