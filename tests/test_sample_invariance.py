@@ -1,9 +1,8 @@
 """Samples depend only on the seed and the example's index, for one sampler of every family.
 
 Each family's digits experiment (a fresh, untrained initialisation: the property is of the
-sampler, not of training) draws 64 samples three ways with the same seed through the
-engine's chunked sampler: in chunks of 16 on 8 devices, in one chunk of 64 on 8 devices, and
-in one chunk of 64 on 1 device. The batch size and the device count change which rows XLA
+sampler, not of training) draws 64 samples two ways with the same seed through the
+engine's chunked sampler: in chunks of 16 on 8 devices and in one chunk of 64 on 1 device. The batch size and the device count change which rows XLA
 computes together (and so, for dense layers, the last bit of a few floats), never which
 random numbers an example gets; the samples agree to float32 rounding (``ATOL``), and
 discrete samples (tokens, levels) exactly. A negative control shows the comparison sees a
@@ -82,12 +81,13 @@ def test_samples_do_not_depend_on_batch_size_or_devices(family):
             recipe, params, config, batch_size=batch_size, devices=devices, options=options
         )
 
+    # Batch size and device count change together (16 per chunk on 8 devices against one
+    # chunk of 64 on 1 device): one compile fewer than changing each alone, and a sampler
+    # that depended on either would still differ.
     chunks_of_16 = draw(16, 8)
-    one_chunk = draw(64, 8)
-    one_device = draw(64, 1)
+    one_chunk = draw(64, 1)
     assert chunks_of_16.shape[0] == NUM_SAMPLES
     np.testing.assert_allclose(chunks_of_16, one_chunk, rtol=0, atol=ATOL)
-    np.testing.assert_allclose(one_chunk, one_device, rtol=0, atol=ATOL)
     # negative control: the comparison sees a difference between examples (other noise,
     # or for pix2pix, whose generator has no noise input, another held-out condition)
     assert np.max(np.abs(one_chunk[:32] - one_chunk[32:])) > 100 * ATOL
