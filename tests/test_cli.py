@@ -77,11 +77,17 @@ def test_train_sample_eval_from_the_command_line(tmp_path, capsys):
     assert pathlib.Path(out["png"]).exists()
 
     assert main(["eval", "--workdir", str(workdir), "--num-samples", "24"]) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     saved = json.loads((workdir / "eval_test_step4.json").read_text())
     assert 0 < saved["bits_per_dim"] < 20 and saved["num_examples"] == 24
     assert saved["digit_fd"] > 0 and saved["digit_fd_num_samples"] == 24
     assert json.loads(printed[printed.index("{") :]) == saved
+    # each metric's wall time, progress on stderr (stdout is the JSON alone), the FD note
+    assert saved["seconds_likelihood"] >= 0 and saved["seconds_digit_fd"] > 0
+    assert printed.lstrip().startswith("{")
+    for shown in ("held-out likelihood (24 examples)", "digit_fd: sampling", "too few"):
+        assert shown in captured.err, captured.err
 
 
 @pytest.mark.parametrize(
@@ -286,3 +292,53 @@ def test_ddpm_paper_config_trains_then_samples_with_ddim_from_the_command_line(t
     samples = np.load(out["npy"])
     assert samples.shape == (6, 32, 32, 3) and np.isfinite(samples).all()
     assert pathlib.Path(out["png"]).exists()
+
+
+@pytest.mark.parametrize("flag, quiet", [([], None), (["--quiet"], "1")])
+def test_quiet_holds_while_the_command_runs(flag, quiet, tmp_path, monkeypatch, capsys):
+    """``--quiet`` sets JAXGEN_QUIET (read by jaxgen.engine.progress) for the command only."""
+    import jaxgen.run
+    from jaxgen.engine import progress
+
+    monkeypatch.delenv("JAXGEN_QUIET", raising=False)
+    seen = {}
+
+    def fake_evaluate(run, **kwargs):
+        seen["env"] = os.environ.get("JAXGEN_QUIET")
+        progress.status("a progress line")
+        with progress.bar(2, "a bar", delay=0) as pbar:
+            pbar.update(2)
+        return {"ok": 1.0}
+
+    monkeypatch.setattr(jaxgen.run, "load_run", lambda *a, **k: None)
+    monkeypatch.setattr(jaxgen.run, "evaluate_run", fake_evaluate)
+    (tmp_path / "config.json").write_text(json.dumps({"family": "vae"}))
+    assert main(["eval", "--workdir", str(tmp_path), *flag]) == 0
+    captured = capsys.readouterr()
+    assert seen["env"] == quiet and "JAXGEN_QUIET" not in os.environ
+    assert json.loads(captured.out) == {"ok": 1.0}  # stdout: the JSON alone
+    shown = "a progress line" in captured.err and "a bar" in captured.err
+    assert shown == (quiet is None), captured.err
+
+
+def test_progress_is_stderr_only_quiet_when_asked_and_silent_on_a_quick_error(monkeypatch, capsys):
+    from jaxgen.engine import progress
+
+    monkeypatch.delenv("JAXGEN_QUIET", raising=False)
+    with progress.bar(3, "shown", delay=0) as pbar:
+        pbar.update(3)
+    assert progress.ticker(lambda: 7, "quick") == 7  # under the 1 s delay: nothing drawn
+    with pytest.raises(ZeroDivisionError):
+        progress.ticker(lambda: 1 / 0, "failing")
+    captured = capsys.readouterr()
+    assert captured.out == "" and "shown" in captured.err and "3/3" in captured.err
+    assert "quick" not in captured.err and "failing" not in captured.err
+    timer = progress.Timer()
+    with timer("metric"):
+        pass
+    assert set(timer.as_metrics()) == {"seconds_metric"}
+    monkeypatch.setenv("JAXGEN_QUIET", "1")
+    progress.status("hidden")
+    with progress.bar(3, "hidden", delay=0) as pbar:
+        assert pbar.disable
+    assert capsys.readouterr().err == ""

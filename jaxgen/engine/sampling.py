@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen.engine import sharding
+from jaxgen.engine import progress, sharding
 from jaxgen.engine.recipe import Recipe, sample_array
 
 # ``condition(indices) -> {name: rows}``: the conditioning rows of the examples ``indices``.
@@ -84,15 +84,25 @@ class ChunkedSampler:
 
         self._draw = jax.jit(draw, out_shardings=sharding.output_sharding(chunk, self.mesh))
 
-    def __call__(self, params: Any, key: jax.Array, **traced_overrides: Any) -> np.ndarray:
+    def __call__(
+        self,
+        params: Any,
+        key: jax.Array,
+        *,
+        progress_desc: str | None = None,
+        **traced_overrides: Any,
+    ) -> np.ndarray:
         """``num_samples`` samples; ``traced_overrides`` replace values of ``traced_options``
-        (same structure, shapes and dtypes, so nothing is compiled again)."""
+        (same structure, shapes and dtypes, so nothing is compiled again). With
+        ``progress_desc``, a bar on stderr counts the samples (with an ETA from the second
+        chunk on; one chunk: the seconds it has taken), see :mod:`jaxgen.engine.progress`."""
         traced = self._traced
         if traced_overrides:
             traced = self._override(traced_overrides)
         params = _on_mesh(params, self.mesh)
-        parts = []
-        for start in range(0, self.num_samples, self.chunk):
+        starts = range(0, self.num_samples, self.chunk)
+
+        def chunk_at(start: int) -> np.ndarray:
             cond = None
             if self.condition is not None:
                 rows = self.condition(start + np.arange(self.chunk))
@@ -100,7 +110,19 @@ class ChunkedSampler:
                     {k: np.asarray(v) for k, v in rows.items()},
                     sharding.batch_sharding(self.mesh),
                 )
-            parts.append(np.asarray(self._draw(params, key, jnp.int32(start), cond, traced)))
+            return np.asarray(self._draw(params, key, jnp.int32(start), cond, traced))
+
+        if progress_desc is None:
+            parts = [chunk_at(start) for start in starts]
+        elif len(starts) == 1:
+            parts = [progress.ticker(lambda: chunk_at(0), progress_desc)]
+        else:
+            parts = []
+            pbar = progress.bar(self.num_samples, progress_desc, unit="sample")
+            with pbar, progress.ticking(pbar):
+                for start in starts:
+                    parts.append(chunk_at(start))
+                    pbar.update(min(self.chunk, self.num_samples - start))
         return np.concatenate(parts, axis=0)[: self.num_samples]
 
     def _override(self, overrides: Mapping[str, Any]) -> dict[str, Any]:

@@ -15,8 +15,9 @@ creates or resumes the sharded train state, and runs the compiled step until
   with ``NonFiniteLossError`` naming the step, before anything computed from it is saved;
 * ``config.json`` is written just before the first checkpoint (data, model and steps have
   worked), so a start that failed leaves nothing that blocks the corrected command;
-* metrics to ``metrics.jsonl`` and TensorBoard, a progress bar with loss and images/s,
-  and EMA sample grids in ``<workdir>/samples``.
+* metrics to ``metrics.jsonl`` and TensorBoard, a progress bar with loss and images/s on
+  stderr (after a ``compiling the train step...`` line; none with ``JAXGEN_QUIET``, see
+  :mod:`jaxgen.engine.progress`), and EMA sample grids in ``<workdir>/samples``.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from jaxgen.config import ConfigError, ExperimentConfig, config_to_json, diff_co
 from jaxgen.data import checks
 from jaxgen.data.loader import BatchLoader, Transform
 from jaxgen.data.registry import Dataset
-from jaxgen.engine import sharding
+from jaxgen.engine import progress, sharding
 from jaxgen.engine.checkpointing import Checkpointer, CheckpointError
 from jaxgen.engine.metrics_writer import MetricsWriter
 from jaxgen.engine.optimizer import learning_rate_schedule
@@ -308,6 +309,8 @@ def _run(
 ) -> TrainResult:  # fmt: skip
     restored = _restore_or_refuse(checkpointer, abstract, restart)
     if restored is None:
+        if config.train.progress_bar:
+            progress.status("initialising the model...")
         state = jax.jit(init_fn, out_shardings=shardings)(init_batch)
         start = 0
     else:
@@ -338,7 +341,9 @@ def _run(
     config_written = False
 
     writer = MetricsWriter(workdir)
-    progress = _progress_bar(start, total, tcfg.progress_bar)
+    if start < total and tcfg.progress_bar:
+        progress.status("compiling the train step (once; the first step waits for it)...")
+    pbar = progress.bar(total, "train", unit="step", initial=start, show=tcfg.progress_bar)
     window = _MetricsWindow(checkpointer)
     batches = loader.iterate(start, num_steps=max(total - start, 0))
     try:
@@ -350,6 +355,7 @@ def _run(
                     checkpointer.poll()
                     done = step + 1
                     window.push(done, metrics)
+                    pbar.update(done - pbar.n)
                     interrupt = stop.requested or (
                         stop_at_step is not None and done >= stop_at_step
                     )
@@ -360,8 +366,7 @@ def _run(
                         last_metrics["learning_rate"] = float(lr_schedule(done - 1))
                         if done % tcfg.log_every == 0 or done == total:
                             writer.write_scalars(done, last_metrics)
-                        progress.update(done - progress.n)
-                        progress.set_postfix(
+                        pbar.set_postfix(
                             loss=f"{last_metrics['loss']:.4f}",
                             img_s=f"{last_metrics['images_per_sec']:.0f}",
                         )
@@ -383,7 +388,7 @@ def _run(
                 checkpointer.wait()
     finally:
         batches.close()
-        progress.close()
+        pbar.close()
         writer.close()
     return TrainResult(state, done, last_metrics, workdir, stopped_early)
 
@@ -425,18 +430,6 @@ class _MetricsWindow:
         return out
 
 
-def _progress_bar(start: int, total: int, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(
-        total=total,
-        initial=start,
-        disable=not enabled or jax.process_index() != 0,
-        unit="step",
-        dynamic_ncols=True,
-    )
-
-
 def sample_key(config: ExperimentConfig, step: int) -> jax.Array:
     """The fixed key of the sample grid at ``step`` (same seed: same pictures)."""
     return jax.random.fold_in(jax.random.key(config.train.seed + 1), step)
@@ -445,6 +438,8 @@ def sample_key(config: ExperimentConfig, step: int) -> jax.Array:
 def _write_samples(
     sample_fn: ChunkedSampler, state: TrainState, step: int, config, workdir, writer
 ) -> None:
+    if config.train.progress_bar:
+        progress.status(f"step {step}: drawing the sample grid ({sample_fn.num_samples} samples)")
     samples = sample_fn(state.ema_params, sample_key(config, step))
     if samples.ndim != 4 or jax.process_index() != 0:
         return

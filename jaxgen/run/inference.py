@@ -105,14 +105,18 @@ def draw_samples(
     seed: int = 0,
     batch_size: int = 256,
     mesh: jax.sharding.Mesh | None = None,
+    progress_desc: str | None = None,
     **options: Any,
 ) -> np.ndarray:
-    """``num_samples`` samples from the EMA parameters, in jitted chunks of ``batch_size``
-    (rounded up to a multiple of the devices of ``mesh``, default all). Sample ``i``
-    depends only on ``seed`` and ``i`` (not on ``batch_size`` or the devices). ``options``
-    are the recipe's sample options (``sampler``, ``num_steps``, ``eta``, ``temperature``:
-    what it declares in ``sample_options``)."""
+    """``num_samples`` samples from the EMA parameters, in equal jitted chunks of at most
+    ``batch_size`` (rounded up to a multiple of the devices of ``mesh``, default all; 360
+    samples at 256 are two chunks of 180, not 256 + 256 cut). Sample ``i`` depends only on
+    ``seed`` and ``i`` (not on ``batch_size`` or the devices). ``options`` are the recipe's
+    sample options (``sampler``, ``num_steps``, ``eta``, ``temperature``: what it declares
+    in ``sample_options``). ``progress_desc``: show a progress bar on stderr."""
     check_sample_options(run.recipe, options)
+    if batch_size >= 1 and num_samples >= 1:  # equal chunks (else ChunkedSampler refuses)
+        batch_size = -(-num_samples // -(-num_samples // batch_size))
     sampler = ChunkedSampler(
         run.recipe,
         num_samples=num_samples,
@@ -121,7 +125,7 @@ def draw_samples(
         condition=run.sample_condition(),
         **options,
     )
-    return sampler(run.ema_params, jax.random.key(seed))
+    return sampler(run.ema_params, jax.random.key(seed), progress_desc=progress_desc)
 
 
 def save_figures(figures: dict[str, np.ndarray], directory: pathlib.Path, step: int) -> None:

@@ -21,6 +21,8 @@ import sys
 import typing
 from collections.abc import Callable
 
+from jaxgen.cli.checks import UsageError, check_before_imports, check_train_workdir
+
 
 def _configure_runtime() -> None:
     import jax
@@ -76,32 +78,11 @@ def _finite_float(text: str) -> float:
     return value
 
 
-class UsageError(Exception):
-    """A command-line mistake found after parsing (printed as one line, exit code 2)."""
-
-
 class _Parser(argparse.ArgumentParser):
     """Prints a usage error as ONE line, ``jaxgen <cmd>: error: ...``, and exits with 2."""
 
     def error(self, message: str) -> typing.NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _check_train_workdir(workdir: str) -> None:
-    """``UsageError`` for a workdir that cannot hold a run: a file, or not writable."""
-    path = pathlib.Path(workdir)
-    existing = next((p for p in (path, *path.parents) if p.exists()), None)
-    if path.exists() and not path.is_dir():
-        raise UsageError(f"--workdir {workdir} is a file, not a directory")
-    if existing is not None and not existing.is_dir():
-        raise UsageError(f"--workdir {workdir}: {existing} is a file, not a directory")
-    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(f"--workdir {workdir}: {existing} is not writable")
-
-
-def _check_out_dir(out: str | None) -> None:
-    if out is not None and pathlib.Path(out).exists() and not pathlib.Path(out).is_dir():
-        raise UsageError(f"--out {out} is a file, not a directory")
 
 
 # command-line flag -> the sample option of ``Recipe.sample`` it sets.
@@ -169,6 +150,15 @@ def _sample_options(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
+def _recipe_class(workdir: str) -> typing.Any:
+    """The recipe class of the run in ``workdir`` (its ``config.json`` names the family)."""
+    from jaxgen.run import get_recipe
+
+    return get_recipe(
+        json.loads((pathlib.Path(workdir) / "config.json").read_text()).get("family", "")
+    )
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from jaxgen.config import apply_overrides, load_experiment
     from jaxgen.run import model_config_class, train
@@ -177,7 +167,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         load_experiment(args.config, resolve_model=model_config_class), args.overrides
     )
     workdir = args.workdir or os.path.join("runs", config.name)
-    _check_train_workdir(workdir)
+    check_train_workdir(workdir)
     result = train(config, workdir, restart=args.restart)
     summary = {"workdir": str(result.workdir), "step": result.step, **result.metrics}
     if result.stopped_early:
@@ -199,18 +189,22 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         model_classes,
         write_samples,
     )
+    from jaxgen.run.evaluate import sample_score_note
 
-    _check_out_dir(args.out)
-    run = load_run(args.workdir, step=args.step, overrides=args.overrides)
     options = _sample_options(args)
-    check_sample_options(run.recipe, options)
+    check_sample_options(_recipe_class(args.workdir), options)  # before loading anything
+    run = load_run(args.workdir, step=args.step, overrides=args.overrides)
     guidance = _guidance(args)
     stem = f"samples_step{run.step}_seed{args.seed}"
     out = pathlib.Path(args.out or pathlib.Path(args.workdir) / "samples")
     asked = guidance or args.label is not None or args.class_grid or args.classifier
+    note = sample_score_note(run.config.data.name, args.num_samples)  # printed on success
     if not asked and not model_classes(run):
-        samples = draw_samples(run, num_samples=args.num_samples, seed=args.seed, **options)
+        samples = draw_samples(
+            run, num_samples=args.num_samples, seed=args.seed, progress_desc="sampling", **options
+        )
         print(json.dumps(write_samples(run, samples, out, stem)))
+        print(note or "", end="\n" if note else "", file=sys.stderr)
         return 0
     classifier = load_classifier(run, args.classifier) if args.classifier else None
     drawn = draw_guided_samples(
@@ -232,6 +226,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         run, drawn.samples, out, stem, labels=drawn.labels, num_cols=drawn.num_cols
     )
     print(json.dumps(record))
+    print(note or "", end="\n" if note else "", file=sys.stderr)
     return 0
 
 
@@ -239,13 +234,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from jaxgen.run import check_sample_options, evaluate_run, load_run
 
     guidance = _guidance(args)
-    if args.guidance_scales is None and (guidance or args.classifier):
-        raise UsageError(
-            "--guidance-interval, --guidance-rescale and --classifier need --guidance-scales"
-        )
-    run = load_run(args.workdir, step=args.step, overrides=args.overrides)
     kwargs = _sample_options(args)
-    check_sample_options(run.recipe, kwargs)
+    check_sample_options(_recipe_class(args.workdir), kwargs)  # before loading anything
+    run = load_run(args.workdir, step=args.step, overrides=args.overrides)
     if args.guidance_scales is not None:
         return _guidance_sweep(run, args, guidance, kwargs)
     results = evaluate_run(
@@ -329,6 +320,10 @@ def _add_guidance_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_quiet(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", action="store_true", help="no progress bars or messages on stderr")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="jaxgen", description=__doc__, formatter_class=_HelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -347,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
         "overrides", nargs="*", help="config overrides key=value, e.g. train.num_steps=100"
     )
     p.set_defaults(fn=_cmd_train)
+    _add_quiet(p)
 
     p = sub.add_parser(
         "sample",
@@ -383,6 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_guidance_flags(p)
     p.add_argument("overrides", nargs="*", help="sampling settings key=value, e.g. model.snr=0.1")
     p.set_defaults(fn=_cmd_sample)
+    _add_quiet(p)
 
     p = sub.add_parser(
         "eval",
@@ -414,6 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--step", type=_non_negative_int, help="checkpoint step (default: newest good one)"
     )
     p.set_defaults(fn=_cmd_eval)
+    _add_quiet(p)
     return parser
 
 
@@ -430,8 +428,26 @@ def main(argv: list[str] | None = None) -> int:
                 2, f"jaxgen {args.command}: error: unrecognized arguments: {' '.join(unknown)}\n"
             )
         args.overrides = [*args.overrides, *extra]
-    _configure_runtime()
+    quiet = os.environ.get(QUIET_ENV)
+    if args.quiet:
+        os.environ[QUIET_ENV] = "1"  # read by jaxgen.engine.progress
+    try:
+        return _run(args)
+    finally:  # (main may be called in process: leave the environment as it was)
+        if quiet is None:
+            os.environ.pop(QUIET_ENV, None)
+        else:
+            os.environ[QUIET_ENV] = quiet
+
+
+def _run(args: argparse.Namespace) -> int:
     from jaxgen.config import ConfigError
+
+    try:
+        check_before_imports(args)  # no JAX, Flax, Orbax or TFDS imported yet
+    except (UsageError, ConfigError) as err:
+        return _report(args, " ".join(str(err).split()))
+    _configure_runtime()
     from jaxgen.run import CheckpointError, DatasetNotFoundError, NonFiniteLossError
 
     user_errors = (UsageError, ConfigError, DatasetNotFoundError, CheckpointError)
@@ -443,9 +459,13 @@ def main(argv: list[str] | None = None) -> int:
         if err.filename is None:
             raise
         message = f"{err.strerror}: {err.filename}"
+    return _report(args, message)
+
+
+QUIET_ENV = "JAXGEN_QUIET"
+"""Set by ``--quiet`` while a command runs; :mod:`jaxgen.engine.progress` then shows nothing."""
+
+
+def _report(args: argparse.Namespace, message: str) -> int:
     print(f"jaxgen {args.command}: error: {message}", file=sys.stderr)
     return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
