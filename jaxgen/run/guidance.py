@@ -287,7 +287,7 @@ def draw_guided_samples(
         batch_size=batch_size,
         **options,
     )
-    samples = sampler(run.ema_params, jax.random.key(seed))
+    samples = sampler(run.ema_params, jax.random.key(seed), progress_desc="sampling")
     labels = None
     if k:
         labels = label_condition(k, label=label, per_row=per_row)(np.arange(num_samples))

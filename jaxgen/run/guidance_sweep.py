@@ -131,7 +131,12 @@ def guidance_sweep(
     rows = []
     for scale in scales:
         start = time.perf_counter()
-        samples = sampler(run.ema_params, jax.random.key(seed), guidance_scale=jnp.float32(scale))
+        samples = sampler(
+            run.ema_params,
+            jax.random.key(seed),
+            progress_desc=f"scale {scale:g}",
+            guidance_scale=jnp.float32(scale),
+        )
         row = {"guidance_scale": scale, **_score(samples, labels, metric, predict)}
         row["seconds"] = round(time.perf_counter() - start, 3)
         rows.append(row)
