@@ -540,6 +540,14 @@ def _sampler_cases() -> list[SamplerCase]:
             2 * 3 - 1,
         ),
         SamplerCase(
+            "sde.samplers.unipc_sample",
+            "N=4,order=3,denoise",
+            lambda k, n, c: samplers.unipc_sample(
+                c.wrap(_score), _VP, k, (n, *ev), num_steps=4, order=3, denoise=True
+            ),
+            4 + 1,
+        ),
+        SamplerCase(
             "sde.samplers.probability_flow_sample",
             "heun,N=3,denoise",
             lambda k, n, c: samplers.probability_flow_sample(

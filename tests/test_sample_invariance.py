@@ -1,13 +1,13 @@
 """Samples depend only on the seed and the example's index, for one sampler of every family.
 
 Each family's digits experiment (a fresh, untrained initialisation: the property is of the
-sampler, not of training) draws 64 samples two ways with the same seed through the
-engine's chunked sampler: in chunks of 16 on 8 devices and in one chunk of 64 on 1 device. The batch size and the device count change which rows XLA
-computes together (and so, for dense layers, the last bit of a few floats), never which
-random numbers an example gets; the samples agree to float32 rounding (``ATOL``), and
-discrete samples (tokens, levels) exactly. A negative control shows the comparison sees a
-difference between examples. A new family without a case here fails
-``test_every_family_has_a_case``.
+sampler, not of training) draws 64 samples two ways with the same seed through the engine's
+chunked sampler: in chunks of 16 on 8 devices and in one chunk of 64 on 1 device. The batch
+size and the device count change which rows XLA computes together (and so, for dense layers,
+the last bit of a few floats), never which random numbers an example gets; the samples agree
+to float32 rounding (``ATOL``), and discrete samples (tokens, levels) exactly. A negative
+control shows the comparison sees a difference between examples. A new family without a case
+here fails ``test_every_family_has_a_case``.
 """
 
 from __future__ import annotations

@@ -40,6 +40,7 @@ from jaxgen.recipes import guidance as guide
 from jaxgen.recipes.base import Recipe, check_choice, evaluate_in_chunks
 from jaxgen.recipes.flow_matching_config import (
     GAUSSIAN,
+    GAUSSIAN_ONLY_SAMPLERS,
     SAMPLERS,
     FlowMatchingConfig,
     check_config,
@@ -287,7 +288,7 @@ class FlowMatchingRecipe(Recipe):
         steps = m.sample_steps if num_steps is None else num_steps
         if sampler == "adaptive" and num_steps is not None:
             raise ConfigError("num_steps does not apply to the 'adaptive' sampler (tolerances do)")
-        if sampler in ("dpm_solver", "edm") and self.source_train is not None:
+        if sampler in GAUSSIAN_ONLY_SAMPLERS and self.source_train is not None:
             raise ConfigError(
                 f"sampler {sampler!r} needs a Gaussian source; this model transports "
                 f"{m.source!r} (use euler, midpoint, heun, rk4 or adaptive)"
@@ -314,7 +315,7 @@ class FlowMatchingRecipe(Recipe):
             velocity = self._guided_velocity(params, plan)
             out = self._solve(velocity, sampler, keys, shape, x_source, steps)
         samples = jnp.clip(out.samples, -1.0, 1.0) if self.images else out.samples
-        source = None if sampler in ("dpm_solver", "edm") else x_source
+        source = None if sampler in GAUSSIAN_ONLY_SAMPLERS else x_source
         return source, core.SamplerOutput(samples, out.nfe)
 
     def _guided_velocity(self, params: Any, plan: guide.GuidancePlan):
@@ -344,12 +345,16 @@ class FlowMatchingRecipe(Recipe):
                 atol=m.adaptive_atol,
                 **ends,
             )
-        if sampler in ("dpm_solver", "edm"):
+        if sampler in GAUSSIAN_ONLY_SAMPLERS:
             score = fm.velocity_to_score(velocity, self.path)
             sde = fm.PathSDE(self.path)
             t_min = self.t_end if self.t_end > 0 else None
             if sampler == "dpm_solver":
                 return sde_samplers.dpm_solver_sample(
+                    score, sde, keys, shape, num_steps=steps, t_min=t_min
+                )
+            if sampler == "unipc":
+                return sde_samplers.unipc_sample(
                     score, sde, keys, shape, num_steps=steps, t_min=t_min
                 )
             return sde_samplers.edm_sample(score, sde, keys, shape, num_steps=steps, t_min=t_min)

@@ -17,8 +17,17 @@ from jaxgen.nets import UNetConfig
 from jaxgen.recipes.base import check_choice
 from jaxgen.recipes.guidance import GuidanceConfig
 
-SAMPLERS: tuple[str, ...] = ("euler", "midpoint", "heun", "rk4", "adaptive", "dpm_solver", "edm")
-GAUSSIAN_ONLY_SAMPLERS: tuple[str, ...] = ("dpm_solver", "edm")
+SAMPLERS: tuple[str, ...] = (
+    "euler",
+    "midpoint",
+    "heun",
+    "rk4",
+    "adaptive",
+    "dpm_solver",
+    "edm",
+    "unipc",
+)
+GAUSSIAN_ONLY_SAMPLERS: tuple[str, ...] = ("dpm_solver", "edm", "unipc")
 COUPLINGS: tuple[str, ...] = ("independent", "ot_exact", "ot_sinkhorn", "paired")
 PARAMETERIZATIONS: tuple[str, ...] = ("velocity", "x0", "eps")
 OBJECTIVES: tuple[str, ...] = ("flow_matching", "distill")
@@ -49,9 +58,10 @@ class FlowMatchingConfig:
         data's shape; ``source_split`` trains, ``source_sample_split`` is sampled from
         (example ``i`` starts at source row ``i mod N``); ``source_class`` /
         ``target_class`` keep one class of the source / the data (labelled data only).
-      sampler: one of :data:`SAMPLERS` with ``sample_steps`` steps; ``dpm_solver`` and
-        ``edm`` sample through :class:`jaxgen.flow_matching.PathSDE` (Gaussian source
-        only); ``adaptive`` uses ``adaptive_rtol`` / ``adaptive_atol``; ``sample_t_min``
+      sampler: one of :data:`SAMPLERS` with ``sample_steps`` steps; ``dpm_solver``,
+        ``edm`` and ``unipc`` (its defaults: order 2, bh2, log-SNR grid) sample through
+        :class:`jaxgen.flow_matching.PathSDE` (Gaussian source only); ``adaptive`` uses
+        ``adaptive_rtol`` / ``adaptive_atol``; ``sample_t_min``
         None ends at 0 (1e-3 for ``vp``).
       likelihood_*: the exact likelihood of ``jaxgen eval`` (Gaussian source): Hutchinson
         ``likelihood_divergence`` with ``likelihood_probes`` probes, tolerances, and

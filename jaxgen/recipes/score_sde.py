@@ -41,6 +41,7 @@ SAMPLERS: tuple[str, ...] = (
     "ode_adaptive",
     "dpm_solver",
     "edm",
+    "unipc",
 )
 NOISE_CONDITIONINGS: tuple[str, ...] = ("auto", "time", "log_sigma")
 
@@ -67,7 +68,9 @@ class ScoreSDEConfig:
         parameterization always feeds ``c_noise = log(sigma/alpha)/4``.
       sampler: one of :data:`SAMPLERS`; ``sample_steps`` steps (``pc``: predictor
         ``predictor`` + ``num_corrector_steps`` of ``corrector`` with ``snr``);
-        ``solver_order`` for ``dpm_solver`` (2 or 3); ``sample_t_min`` None uses the SDE's
+        ``solver_order`` for ``dpm_solver`` and ``unipc`` (1 to 3); ``spacing`` their time
+        grid (:data:`jaxgen.sde.samplers.SPACINGS`); ``unipc_variant`` UniPC's ``B(h)``
+        (``bh1``/``bh2``); ``sample_t_min`` None uses the SDE's
         default end time; ``denoise`` ends stochastic samplers with Tweedie's formula.
       likelihood_*: the probability-flow likelihood used by ``jaxgen eval`` (Hutchinson
         ``likelihood_divergence`` with ``likelihood_probes`` probes, diffrax tolerances,
@@ -97,6 +100,8 @@ class ScoreSDEConfig:
     snr: float = 0.16
     num_corrector_steps: int = 1
     solver_order: int = 2
+    spacing: str = "log_snr"
+    unipc_variant: str = "bh2"
     denoise: bool = True
     likelihood_divergence: str = "rademacher"
     likelihood_probes: int = 1
@@ -122,6 +127,8 @@ class ScoreSDERecipe(Recipe):
         "snr",
         "num_corrector_steps",
         "solver_order",
+        "spacing",
+        "unipc_variant",
         "denoise",
         "likelihood_divergence",
         "likelihood_probes",
@@ -136,6 +143,9 @@ class ScoreSDERecipe(Recipe):
         check_choice("model.parameterization", m.parameterization, sde_lib.PARAMETERIZATIONS)
         check_choice("model.weighting", m.weighting, score_matching.WEIGHTINGS)
         check_choice("model.sampler", m.sampler, SAMPLERS)
+        check_choice("model.spacing", m.spacing, samplers.SPACINGS)
+        check_choice("model.unipc_variant", m.unipc_variant, samplers.UNIPC_VARIANTS)
+        check_choice("model.solver_order", m.solver_order, samplers.UNIPC_ORDERS)
         check_choice("model.noise_conditioning", m.noise_conditioning, NOISE_CONDITIONINGS)
         check_choice("model.loss_reduction", m.loss_reduction, score_matching.REDUCTIONS)
         if m.importance_sampling and m.weighting != "likelihood":
@@ -277,7 +287,9 @@ class ScoreSDERecipe(Recipe):
         images are written; :meth:`sample_raw` returns the raw output) and the number of
         network evaluations. Example ``i`` is example ``first_index + i`` of the draw with
         ``key``. Options: ``sampler`` (one of :data:`SAMPLERS`, default ``model.sampler``)
-        and ``num_steps`` (default ``model.sample_steps``); guidance (``guidance_scale``,
+        and ``num_steps`` (default ``model.sample_steps``); ``num_steps`` without
+        ``sampler`` is a budget of model calls, spent on the measured best sampler and grid
+        for it (:func:`jaxgen.sde.samplers.recommended_sampler`); guidance (``guidance_scale``,
         ``guidance_interval``, ``guidance_rescale``, ``classifier``) as a transform of the
         score, the same for every sampler (:mod:`jaxgen.recipes.guidance`). A class-
         conditional model draws ``condition["label"]`` or classes ``(first_index + i) mod
@@ -300,10 +312,7 @@ class ScoreSDERecipe(Recipe):
         """The chosen sampler's output as it is (see :meth:`sample`)."""
         self.check_sample_options(options)
         m: ScoreSDEConfig = self.config.model
-        sampler = options.get("sampler") or m.sampler
-        check_choice("sampler", sampler, SAMPLERS)
-        num_steps = options.get("num_steps")
-        steps = m.sample_steps if num_steps is None else num_steps
+        sampler, steps, solver_options = self._sampler_plan(options)
         keys = core.example_keys(key, num_samples, start=first_index)
         shape = (num_samples, *self.data_shape)
         t_end = self.sde.t_min if m.sample_t_min is None else m.sample_t_min
@@ -347,9 +356,43 @@ class ScoreSDERecipe(Recipe):
             )
         if sampler == "dpm_solver":
             return samplers.dpm_solver_sample(
-                score_fn, self.sde, keys, shape, order=m.solver_order, **common
+                score_fn, self.sde, keys, shape, **solver_options, **common
             )
-        return samplers.edm_sample(score_fn, self.sde, keys, shape, **common)
+        if sampler == "unipc":
+            return samplers.unipc_sample(
+                score_fn, self.sde, keys, shape, **solver_options, **common
+            )
+        return samplers.edm_sample(score_fn, self.sde, keys, shape, **solver_options, **common)
+
+    def _sampler_plan(self, options: Mapping[str, Any]) -> tuple[str, int, dict[str, Any]]:
+        """``(sampler, num_steps, options of the few-step solver)``: the named sampler (or
+        ``model.sampler``) with the config's order/grid, or, for ``num_steps`` with no
+        sampler named, the recommended sampler for that budget of calls. ``ConfigError`` for
+        an order the step count cannot support."""
+        m: ScoreSDEConfig = self.config.model
+        named = options.get("sampler")
+        num_steps = options.get("num_steps")
+        if named is None and num_steps is not None:
+            try:
+                plan = samplers.recommended_sampler(num_steps)
+            except ValueError as err:
+                raise ConfigError(f"num_steps: {err}") from None
+            return plan["sampler"], plan["num_steps"], plan["options"]
+        sampler = named or m.sampler
+        check_choice("sampler", sampler, SAMPLERS)
+        steps = m.sample_steps if num_steps is None else num_steps
+        solver_options: dict[str, Any] = {}
+        if sampler in ("dpm_solver", "unipc"):
+            if isinstance(steps, int) and m.solver_order > steps:
+                raise ConfigError(
+                    f"model.solver_order={m.solver_order} needs at least {m.solver_order} "
+                    f"steps of the {sampler!r} sampler, got num_steps={steps} (use "
+                    f"solver_order <= {steps} or more steps)"
+                )
+            solver_options = dict(order=m.solver_order, spacing=m.spacing)
+            if sampler == "unipc":
+                solver_options["variant"] = m.unipc_variant
+        return sampler, steps, solver_options
 
     def _adaptive_per_example(
         self, params: Any, plan: guide.GuidancePlan, keys: jax.Array, common: dict

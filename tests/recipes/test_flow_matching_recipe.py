@@ -86,6 +86,7 @@ def test_declarations():
         "adaptive",
         "dpm_solver",
         "edm",
+        "unipc",
     )
     assert FlowMatchingConfig.RENAMED == {"prediction": "parameterization"}
 
@@ -97,7 +98,15 @@ def test_trains_with_a_finite_loss(runs, which):
     assert result.metrics["transport_cost"] > 0
 
 
-SAMPLER_NFE = {"euler": 2, "midpoint": 4, "heun": 4, "rk4": 8, "dpm_solver": 2, "edm": 3}
+SAMPLER_NFE = {
+    "euler": 2,
+    "midpoint": 4,
+    "heun": 4,
+    "rk4": 8,
+    "dpm_solver": 2,
+    "edm": 3,
+    "unipc": 2,
+}
 
 
 @pytest.mark.parametrize("sampler", [*SAMPLER_NFE, "adaptive"])

@@ -44,7 +44,11 @@ COMMON = [
     "eval.max_examples=16",
 ]
 TINY = {
-    "realnvp_digits": ["model.hidden_channels=4", "model.num_res_blocks=1", "model.num_couplings=2"],
+    "realnvp_digits": [
+        "model.hidden_channels=4",
+        "model.num_res_blocks=1",
+        "model.num_couplings=2",
+    ],
     "glow_digits": ["model.hidden_channels=4", "model.num_couplings=1", "model.data_init_size=32"],
     "pixelcnn_digits": ["model.hidden_channels=4", "model.num_layers=1"],
     "gated_pixelcnn_digits": ["model.hidden_channels=4", "model.num_layers=2"],

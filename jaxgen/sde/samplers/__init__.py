@@ -14,6 +14,10 @@ the seed and its index, and samplers given the same key start from the same ``x_
   maps a state between any two times (encoding, likelihood).
 * :func:`dpm_solver_sample`: DPM-Solver++ 2M / 3M (Lu et al. 2022), few-step.
 * :func:`edm_sample`: Karras et al. (2022) Heun sampler with Karras steps (and churn).
+* :func:`unipc_sample`: UniPC (Zhao et al. 2023), predictor-corrector of orders 1-3.
+* :func:`recommended_sampler`: the measured best sampler and grid for a budget of calls.
+* :func:`multistep_orders`, :func:`check_grid_stability`: the step-ratio rule of the
+  multistep solvers.
 * :func:`pc_inpaint`, :func:`pc_colorize`: controllable generation (Song et al. App. I).
 * :func:`time_steps`: step grids uniform in time, quadratic, uniform in log-SNR, or Karras.
 """
@@ -45,17 +49,31 @@ from jaxgen.sde.samplers.probability_flow import (
     probability_flow_sample,
     probability_flow_solve,
 )
-from jaxgen.sde.samplers.time_steps import SPACINGS, time_steps
+from jaxgen.sde.samplers.recommended import RECOMMENDED, recommended_sampler
+from jaxgen.sde.samplers.time_steps import (
+    MAX_STEP_RATIO,
+    SPACINGS,
+    check_grid_stability,
+    multistep_orders,
+    multistep_step_ratios,
+    time_steps,
+)
+from jaxgen.sde.samplers.unipc import UNIPC_ORDERS, UNIPC_VARIANTS, unipc_sample
 
 __all__ = [
     "ADAPTIVE_SOLVERS",
     "COLOR_BASIS",
     "CORRECTORS",
     "LANGEVIN_STEPS",
+    "MAX_STEP_RATIO",
     "METHODS",
     "PREDICTORS",
+    "RECOMMENDED",
     "SPACINGS",
+    "UNIPC_ORDERS",
+    "UNIPC_VARIANTS",
     "ancestral_predictor",
+    "check_grid_stability",
     "dpm_solver_sample",
     "edm_sample",
     "edm_sigma_ratios",
@@ -63,6 +81,8 @@ __all__ = [
     "euler_maruyama_sample",
     "euler_maruyama_step",
     "langevin_corrector",
+    "multistep_orders",
+    "multistep_step_ratios",
     "pc_colorize",
     "pc_inpaint",
     "pc_loop",
@@ -71,7 +91,9 @@ __all__ = [
     "prior_and_step_keys",
     "probability_flow_sample",
     "probability_flow_solve",
+    "recommended_sampler",
     "reverse_diffusion_predictor",
     "time_steps",
     "tweedie_denoise",
+    "unipc_sample",
 ]
