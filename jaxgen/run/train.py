@@ -6,30 +6,19 @@ import pathlib
 
 import jax
 
-from jaxgen.config import ConfigError, ExperimentConfig
+from jaxgen.config import ExperimentConfig
 from jaxgen.data.registry import Dataset
 from jaxgen.engine.recipe import Recipe
 from jaxgen.engine.trainer import TrainResult, train_loop
 from jaxgen.run.data import init_batch_for, load_train_dataset, sample_condition_for, transform_for
-from jaxgen.run.families import get_recipe
+from jaxgen.run.distill_teacher import check_teacher_record, construct_recipe
 from jaxgen.run.teacher import training_dataset
 
 
 def build_recipe(config: ExperimentConfig, dataset: Dataset) -> Recipe:
-    """The recipe of ``config.family``, told the data's shape, levels, key and classes."""
-    recipe_cls = get_recipe(config.family)
-    try:
-        return recipe_cls(
-            config,
-            data_shape=dataset.event_shape,
-            num_levels=dataset.num_levels,
-            data_key=dataset.data_key,
-            num_classes=dataset.num_classes,
-        )
-    except ConfigError:
-        raise
-    except ValueError as err:  # the family's maths refused a value the config gave it
-        raise ConfigError(f"{config.family} model config: {err}") from err
+    """The recipe of ``config.family``, told the data's shape, levels, key and classes; a
+    distillation recipe gets its teacher run attached (:mod:`jaxgen.run.distill_teacher`)."""
+    return construct_recipe(config, dataset)
 
 
 def train(
@@ -47,10 +36,13 @@ def train(
     ``restart=True`` lets a workdir whose every checkpoint was found damaged (and moved
     aside as ``*.corrupt``) start over from step 0; without it that raises
     ``CheckpointError`` naming them. A flow-matching config may train on other data than
-    its data set: a teacher's pairs or a paired source (:mod:`jaxgen.run.teacher`).
+    its data set: a teacher's pairs or a paired source (:mod:`jaxgen.run.teacher`); a
+    distillation run's teacher is recorded in the workdir when it starts and must be
+    unchanged when it resumes (:mod:`jaxgen.run.distill_teacher`).
     """
     dataset = load_train_dataset(config)
     recipe = build_recipe(config, dataset)
+    check_teacher_record(recipe, workdir)  # a distillation run's teacher: recorded / unchanged
     dataset = training_dataset(config, workdir, recipe, dataset)  # teacher / paired data
     return train_loop(
         config,
