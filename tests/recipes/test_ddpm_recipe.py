@@ -51,7 +51,7 @@ def recipe_and_params():
 
 def test_declarations():
     fields = {f.name for f in dataclasses.fields(DDPMConfig)}
-    assert DDPMRecipe.samplers == ("ancestral", "ddim")
+    assert DDPMRecipe.samplers == ("ancestral", "ddim", "dpm_solver", "unipc")
     assert set(DDPMRecipe.sample_options) <= set(SAMPLE_OPTIONS)
     assert set(DDPMRecipe.eval_time_fields) <= fields
     assert DDPMConfig.RENAMED == {"prediction": "parameterization", "ddim_steps": "sample_steps"}
