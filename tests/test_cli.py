@@ -266,9 +266,9 @@ def test_ddpm_paper_config_trains_then_samples_with_ddim_from_the_command_line(t
         load_experiment(str(ROOT / "experiments" / "ddpm_cifar10.py")),
         [
             "model.unet.channels=8",
-            "model.unet.channel_mult=(1, 2)",
+            "model.unet.channel_mult=(1,)",
             "model.unet.num_res_blocks=1",
-            "model.unet.attention_resolutions=(16,)",
+            "model.unet.attention_resolutions=()",
             "model.unet.num_groups=4",
             "model.num_timesteps=20",
             "data.batch_size=8",
