@@ -41,7 +41,10 @@ def _cli_env() -> dict[str, str]:
     return env
 
 
-def test_train_sample_eval_from_the_command_line(tmp_path, capsys):
+def test_train_sample_eval_from_the_command_line(tmp_path, capsys, monkeypatch):
+    # Bars are drawn after 1 s by default: at once here, so what is shown does not depend on
+    # this machine's speed.
+    monkeypatch.setenv("JAXGEN_PROGRESS_DELAY", "0")
     workdir = tmp_path / "run"
     args = ["train", EXPERIMENT, "--workdir", str(workdir), *TINY]
     assert (

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 QUIET_ENV = "JAXGEN_QUIET"
+DELAY_ENV = "JAXGEN_PROGRESS_DELAY"  # seconds before a bar is drawn (default 1; tests set 0)
 
 
 def enabled() -> bool:
@@ -51,12 +52,12 @@ def bar(
     unit: str = "it",
     initial: int = 0,
     show: bool = True,
-    delay: float = 1.0,
+    delay: float | None = None,
     bar_format: str | None = None,
 ) -> Any:
     """A ``tqdm`` progress bar on stderr with rate and ETA; disabled when quiet or not
     ``show``. Nothing is drawn before ``delay`` seconds (a command that fails at once prints
-    only its error line)."""
+    only its error line); ``None`` reads ``JAXGEN_PROGRESS_DELAY`` (default 1)."""
     from tqdm.auto import tqdm
 
     return tqdm(
@@ -67,7 +68,7 @@ def bar(
         disable=not (show and enabled()),
         dynamic_ncols=True,
         file=sys.stderr,
-        delay=delay,
+        delay=float(os.environ.get(DELAY_ENV, "1")) if delay is None else delay,
         bar_format=bar_format,
     )
 
