@@ -3,8 +3,9 @@ and training from scratch, with tiny U-Nets on the digits.
 
 * the student starts equal to the teacher (its consistency function is that of the
   teacher's denoiser), and the boundary ``f(x, sigma_min) = x`` holds bit for bit;
-* distillation trains; a run interrupted and resumed ends bit for bit where an uninterrupted
-  one ends (the teacher and the EMA target are state collections of the checkpoint);
+* distillation trains with the teacher held fixed (the teacher and the EMA target are state
+  collections of the checkpoint; exact resume is tested on the progressive recipe, which
+  shares that state);
 * multistep sampling makes exactly ``num_steps`` evaluations at the documented levels and
   refuses counts it cannot do;
 * a teacher whose config changed since the run started is refused by name at resume;
@@ -47,13 +48,13 @@ def _cd_config(teacher: pathlib.Path, *extra: str):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """A two-step distillation run, and the same run interrupted after one step and resumed."""
+    """A two-step distillation run. (Exact resume of the distillation recipes' shared state --
+    student, teacher and target in one parameter dict -- is tested once, on the progressive
+    recipe: tests/recipes/test_progressive_recipe.py.)"""
     root = tmp_path_factory.mktemp("cd")
     config = _cd_config(tiny_teacher())
     whole = train(config, root / "whole")
-    train(config, root / "resumed", stop_at_step=1)
-    resumed = train(config, root / "resumed")
-    return {"root": root, "config": config, "whole": whole, "resumed": resumed}
+    return {"root": root, "config": config, "whole": whole}
 
 
 @pytest.fixture(scope="module")
@@ -92,10 +93,9 @@ def test_student_starts_as_the_teacher():
     assert set(updates) == {"teacher", "target"}
 
 
-def test_distillation_trains_and_resumes_exactly(runs):
-    whole, resumed = runs["whole"], runs["resumed"]
-    assert whole.step == resumed.step == 2 and np.isfinite(whole.metrics["loss"])
-    assert _equal(whole.state.params, resumed.state.params)
+def test_distillation_trains_with_the_teacher_held_fixed(runs):
+    whole = runs["whole"]
+    assert whole.step == 2 and np.isfinite(whole.metrics["loss"])
     assert _equal(whole.state.params["teacher"], teacher_params())  # held fixed
     assert not _equal(whole.state.params["student"], teacher_params())  # the student trained
     record = json.loads((runs["root"] / "whole" / RECORD_NAME).read_text())
@@ -123,12 +123,12 @@ def test_step_counts_it_cannot_do_are_refused(loaded, steps):
 
 
 def test_changed_other_or_missing_teacher_is_refused_at_resume(runs, tmp_path):
-    started = runs["root"] / "resumed"
+    started = runs["root"] / "whole"
     config_json = tiny_teacher() / "config.json"
     original = config_json.read_text()
     try:
         config_json.write_text(original.replace('"ddpm_digits"', '"renamed"'))
-        with pytest.raises(ConfigError, match=r"teacher '.*ddpm' changed since .*resumed start"):
+        with pytest.raises(ConfigError, match=r"teacher '.*ddpm' changed since .*whole start"):
             train(runs["config"], started)
     finally:
         config_json.write_text(original)
