@@ -29,10 +29,18 @@ EXPERIMENTS = pathlib.Path(__file__).resolve().parent.parent / "experiments"
 NUM_SAMPLES = 64
 ATOL = 1e-5
 
+# A one-level U-Net: the property is of the sampler and its keys, not of the network's size.
+SMALL_UNET = (
+    "model.unet.channels=8",
+    "model.unet.channel_mult=(1,)",
+    "model.unet.attention_resolutions=()",
+    "model.unet.num_groups=4",
+)
+
 # family -> (digits experiment, its sampler's options, overrides that keep the case small)
 CASES: dict[str, tuple[str, dict, tuple[str, ...]]] = {
-    "ddpm": ("ddpm_digits.py", {"sampler": "ddim", "num_steps": 3}, ()),
-    "score_sde": ("sde_vp_digits.py", {"sampler": "ode_euler", "num_steps": 3}, ()),
+    "ddpm": ("ddpm_digits.py", {"sampler": "ddim", "num_steps": 3}, SMALL_UNET),
+    "score_sde": ("sde_vp_digits.py", {"sampler": "ode_euler", "num_steps": 3}, SMALL_UNET),
     "vae": ("vae_digits.py", {}, ()),
     "hierarchical_vae": ("hierarchical_vae_digits.py", {}, ()),
     "vqvae": ("vqvae_digits.py", {}, ()),
@@ -40,9 +48,13 @@ CASES: dict[str, tuple[str, dict, tuple[str, ...]]] = {
     "vae_gan": ("vae_gan_digits.py", {}, ()),
     "gan": ("gan_digits.py", {}, ()),
     "pix2pix": ("pix2pix_digits.py", {}, ()),
-    "flow": ("glow_digits.py", {}, ()),
-    "flow_matching": ("flow_matching_digits.py", {"sampler": "euler", "num_steps": 3}, ()),
-    "consistency": ("consistency_training_digits.py", {"num_steps": 2}, ()),
+    "flow": ("glow_digits.py", {}, ("model.hidden_channels=4", "model.num_couplings=1")),
+    "flow_matching": (
+        "flow_matching_digits.py",
+        {"sampler": "euler", "num_steps": 3},
+        SMALL_UNET,
+    ),
+    "consistency": ("consistency_training_digits.py", {"num_steps": 2}, SMALL_UNET),
     "pixelcnn": ("pixelcnn_digits.py", {}, ()),
     "sequence_model": ("transformer_digits.py", {}, ()),
 }
