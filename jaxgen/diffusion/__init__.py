@@ -11,6 +11,7 @@ its own key (:mod:`jaxgen.core.sampling`). Nothing here imports Flax.
 
 from jaxgen.core.sampling import SamplerOutput
 from jaxgen.diffusion.ancestral import ancestral_sample
+from jaxgen.diffusion.continuous import ContinuousSchedule, continuous_score_fn, index_path
 from jaxgen.diffusion.ddim import SPACINGS, ddim_sample, ddim_timesteps
 from jaxgen.diffusion.ddpm_loss import ModelFn, ddpm_loss, ddpm_loss_at
 from jaxgen.diffusion.forward import expand_to, extract, q_mean_std, q_posterior, q_sample
@@ -45,6 +46,9 @@ from jaxgen.diffusion.variational_bound import (
 )
 
 __all__ = [
+    "ContinuousSchedule",
+    "continuous_score_fn",
+    "index_path",
     "MODEL_VARIANCES",
     "PARAMETERIZATIONS",
     "SCHEDULES",
