@@ -34,9 +34,7 @@ _MEASURED = re.compile(rf"\bmeasured:?\s+{NUM}(\s*bits/dim|\s*nats)?", re.IGNORE
 
 # README numbers that contradict a config and that only the README's owner may fix:
 # (config, metric, README value). The test fails once such a number is gone (remove it here).
-README_PENDING: set[tuple[str, str, str]] = {
-    ("ddpm_digits.py", "fd", "9.1"),  # "Score-based models" table: the old key split's FD
-}
+README_PENDING: set[tuple[str, str, str]] = set()
 # (config, metric) whose config states another quantity than the README's tables: the reflow
 # config expects its ONE-step Euler FD (16.7); the tables give its 20-step RK4 FD (11.1).
 OTHER_QUANTITY: set[tuple[str, str]] = {("rectified_flow_digits_reflow.py", "fd")}
