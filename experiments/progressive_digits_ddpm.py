@@ -22,7 +22,8 @@ It samples with exactly 4 DDIM steps (``--steps`` other than 4 is refused).
 Expected result: a 4-step digit FD well below the teacher's own 5-step DDIM (111 at 360
 samples), near its 20-step DDIM (15.3). A check run with 150 steps per round
 (``model.steps_per_round=150 train.num_steps=600``) reached digit FD 40.3 with 4 steps (360
-samples). Measured (500 steps per round): to be filled in by the lead.
+samples). Measured (500 steps per round; teacher runs/ddpm_digits trained with the former
+main-job config): digit FD 23.9 with 4 steps.
 """
 
 from jaxgen.config import DataConfig, EvalConfig, ExperimentConfig, OptimConfig, TrainConfig

