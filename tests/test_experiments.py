@@ -65,7 +65,7 @@ def test_sde_cifar10_config_trains_on_mock_tfds_data(tmp_path):
             "model.unet.channels=8",
             "model.unet.channel_mult=(1, 2)",
             "model.unet.num_res_blocks=1",
-            "model.unet.attention_resolutions=(16,)",
+            "model.unet.attention_resolutions=()",
             "model.unet.num_groups=4",
             "data.batch_size=8",
             "train.num_steps=2",

@@ -72,23 +72,25 @@ def test_student_starts_as_the_teacher():
     config = _cd_config(tiny_teacher(), "model.metric=feature")
     recipe = build_recipe(config, load_train_dataset(config))
     teacher = attach_teacher_params(recipe)
-    params = recipe.init_params(jax.random.key(0))
+    params = jax.jit(recipe.init_params)(jax.random.key(0))
     assert set(params) == {"student", "teacher", "target"}  # target_ema = 0.95
     assert all(_equal(params[name], teacher.params) for name in params)
     levels = recipe.levels
     assert len(levels) == 5 and np.all(np.isin(levels, recipe.teacher.table))
-    f = recipe.consistency_fn(params["student"])
+    f = jax.jit(recipe.consistency_fn(params["student"]))  # one compile, not op by op
     x = jax.random.normal(jax.random.key(1), (2, 8, 8, 1)) * 3.0
     lo = jnp.full((2,), levels[0], jnp.float32)
     np.testing.assert_array_equal(f(x, lo), x)  # the boundary, bit for bit
     hi = jnp.full((2,), levels[-1], jnp.float32)
     teacher_d = recipe.teacher.denoiser(teacher.params, clip="straight_through")
-    expected = cm.consistency_function(teacher_d, sigma_min=levels[0], sigma_data=0.5)(x, hi)
+    expected = jax.jit(cm.consistency_function(teacher_d, sigma_min=levels[0], sigma_data=0.5))(
+        x, hi
+    )
     np.testing.assert_allclose(f(x, hi), expected, rtol=1e-5, atol=1e-5)
     # The feature metric: squared distance of the digit classifier's 128 features.
     assert recipe.feature_fn(x).shape == (2, 128)
     batch = {"image": jnp.clip(x, -1.0, 1.0)}
-    per_example, terms, updates = recipe.training_loss(params, batch, jax.random.key(2), 0)
+    per_example, terms, updates = jax.jit(recipe.training_loss)(params, batch, jax.random.key(2), 0)
     assert per_example.shape == (2,) and np.all(np.isfinite(per_example))
     assert set(updates) == {"teacher", "target"}
 
