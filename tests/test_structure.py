@@ -41,6 +41,7 @@ FLOORS: dict[str, int] = {
     "guidance": 3,
     "flow_matching": 3,
     "distillation": 3,
+    "superres": 3,
     "nets": 4,
     "evaluation": 5,
     "engine": 6,

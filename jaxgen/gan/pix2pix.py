@@ -50,6 +50,7 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 
+from jaxgen.core.resize import downsample_mean, psnr, upsample
 from jaxgen.core.sampling import SamplerOutput, as_example_keys, example_keys, normal
 from jaxgen.core.validation import check_sample_shape
 from jaxgen.gan import losses
@@ -73,29 +74,20 @@ Objective = tuple[jax.Array, dict[str, jax.Array], dict]
 
 
 def low_resolution(images: jax.Array, factor: int) -> jax.Array:
-    """Average-pool NHWC ``images`` by ``factor``: (B, H / f, W / f, C)."""
-    b, h, w, c = images.shape
-    if h % factor or w % factor:
-        raise ValueError(f"image size {(h, w)} is not divisible by the factor {factor}")
-    return images.reshape(b, h // factor, factor, w // factor, factor, c).mean(axis=(2, 4))
+    """Average-pool NHWC ``images`` by ``factor``: (B, H / f, W / f, C)
+    (:func:`jaxgen.core.resize.downsample_mean`)."""
+    return downsample_mean(images, factor)
 
 
 def enlarge_nearest(images: jax.Array, factor: int) -> jax.Array:
     """Nearest-neighbour enlargement by ``factor`` (each pixel repeated f x f times)."""
-    return jnp.repeat(jnp.repeat(images, factor, axis=1), factor, axis=2)
+    return upsample(images, factor, "nearest")
 
 
 def super_resolution_condition(images: jax.Array, factor: int) -> jax.Array:
     """The generator's input for super-resolution: ``images`` average-pooled by ``factor``
     and enlarged back to full size by nearest neighbour."""
     return enlarge_nearest(low_resolution(images, factor), factor)
-
-
-def psnr(estimate: jax.Array, truth: jax.Array) -> jax.Array:
-    """Per-example peak signal-to-noise ratio in dB for images in [-1, 1] (peak 2):
-    ``10 log10(2^2 / mse)``."""
-    mse = jnp.mean((estimate - truth).reshape(truth.shape[0], -1) ** 2, axis=1)
-    return 10.0 * jnp.log10(4.0 / jnp.maximum(mse, 1e-12))
 
 
 def _noise(keys: jax.Array, condition: jax.Array, noise_channels: int) -> jax.Array | None:

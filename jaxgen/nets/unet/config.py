@@ -78,6 +78,15 @@ class UNetConfig:
         output); 0 for none. ``> 0`` adds ``MLP(embedding)`` (a learned null vector where
         ``embedding_keep`` is False) to the timestep embedding and the call then takes
         ``embedding``.
+      condition_channels: channels of an image condition concatenated with ``x`` at the
+        input (SR3, Saharia et al. 2022: the low-resolution image enlarged to the output
+        size); 0 for none. ``> 0`` widens ``conv_in`` and the call then takes
+        ``image_condition``.
+      augmentation_embedding: the call takes ``augmentation_level`` (``(B,)`` in
+        ``[0, 1]``, the noise-conditioning augmentation level of the image condition; Ho et
+        al. 2022), embedded by ``ch`` sinusoidal features of ``1000 s`` (whatever
+        ``time_embedding`` is) and its own two-layer MLP, and added to the timestep
+        embedding.
       out_channels: output channels; ``None`` means the input's channels.
       resblock_updown: BigGAN-style residual blocks do the up/down-sampling.
       skip_rescale: divide every residual sum by ``sqrt(2)``.
@@ -101,6 +110,8 @@ class UNetConfig:
     num_heads: int = 1
     num_classes: int = 0
     embedding_dim: int = 0
+    condition_channels: int = 0
+    augmentation_embedding: bool = False
     out_channels: int | None = None
     resblock_updown: bool = False
     skip_rescale: bool = False
@@ -131,6 +142,7 @@ class UNetConfig:
         check_int("num_heads", self.num_heads)
         check_int("num_classes", self.num_classes, minimum=0)
         check_int("embedding_dim", self.embedding_dim, minimum=0)
+        check_int("condition_channels", self.condition_channels, minimum=0)
         if self.out_channels is not None:
             check_int("out_channels", self.out_channels)
         if not self.channel_mult:
@@ -155,7 +167,7 @@ class UNetConfig:
                 f"num_heads = {self.num_heads}"
             )
 
-        for name in ("resblock_updown", "skip_rescale"):
+        for name in ("resblock_updown", "skip_rescale", "augmentation_embedding"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"UNetConfig.{name} must be a bool, got {getattr(self, name)!r}")
         for name, choices in (

@@ -3,9 +3,10 @@
 ``x -> conv_in -> down levels -> res, attention, res -> up levels -> GN, SiLU, conv_out``
 (or the sum of the output pyramid's heads), the timestep embedding ``MLP(features(t))``
 (+ the condition's embedding: a class label with a learned null class and / or an embedding
-vector, :class:`~jaxgen.nets.conditioning.ConditionEmbedding`) fed to every residual block,
-and the skip stack carrying every down activation to one up block (Ho et al. 2020,
-appendix B; Song et al. 2021, appendix H).
+vector, :class:`~jaxgen.nets.conditioning.ConditionEmbedding`; + the embedding of an image
+condition's augmentation level) fed to every residual block, an optional image condition
+concatenated with ``x`` before ``conv_in`` (SR3), and the skip stack carrying every down
+activation to one up block (Ho et al. 2020, appendix B; Song et al. 2021, appendix H).
 """
 
 from __future__ import annotations
@@ -17,12 +18,17 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxgen.nets.conditioning import ConditionEmbedding
+from jaxgen.nets.embeddings import sinusoidal_embedding
 from jaxgen.nets.unet.config import UNetConfig
 from jaxgen.nets.unet.layers import conv, group_norm, linear
 from jaxgen.nets.unet.levels import BlockOptions, DownLevel, UpLevel
 from jaxgen.nets.unet.time_embedding import time_feature_width, time_features
 
-__all__ = ["UNet", "build_down_path", "level_heights"]
+__all__ = ["AUGMENTATION_TIME_SCALE", "UNet", "build_down_path", "level_heights"]
+
+AUGMENTATION_TIME_SCALE = 1000.0
+"""The augmentation level ``s in [0, 1]`` enters the time features as ``1000 s`` (the scale
+of the DDPM step the sinusoidal features were made for)."""
 
 
 def level_heights(config: UNetConfig, image_shape: tuple[int, ...]) -> list[int]:
@@ -122,7 +128,17 @@ class UNet(nnx.Module):
             if config.num_classes or config.embedding_dim
             else None
         )
-        self.conv_in = conv(in_ch, ch, 3, rngs=rngs)
+        # Made only when used, like the condition embedding: other networks keep their tree.
+        self.augmentation_embed = (
+            nnx.Sequential(
+                linear(config.channels, options.temb_ch, rngs=rngs),
+                jax.nn.silu,
+                linear(options.temb_ch, options.temb_ch, rngs=rngs),
+            )
+            if config.augmentation_embedding
+            else None
+        )
+        self.conv_in = conv(in_ch + config.condition_channels, ch, 3, rngs=rngs)
         down, skip_chs = build_down_path(config, heights, in_ch, options, rngs=rngs)
         self.down = nnx.List(down)
         cur = widths[-1]
@@ -172,6 +188,8 @@ class UNet(nnx.Module):
         y: jax.Array | None,
         embedding: jax.Array | None,
         embedding_keep: jax.Array | None,
+        image_condition: jax.Array | None = None,
+        augmentation_level: jax.Array | None = None,
     ) -> None:
         expected = tuple(self.image_shape)
         if x.ndim != 4 or tuple(x.shape[1:]) != expected:
@@ -187,6 +205,7 @@ class UNet(nnx.Module):
             )
         if not (jnp.issubdtype(t.dtype, jnp.floating) or jnp.issubdtype(t.dtype, jnp.integer)):
             raise ValueError(f"UNet expects an integer or float t, got dtype {t.dtype}")
+        self._check_image_condition(x, image_condition, augmentation_level)
         if self.condition_embed is None:
             if y is not None:
                 raise ValueError("this UNet is unconditional (num_classes = 0) but y was given")
@@ -197,6 +216,38 @@ class UNet(nnx.Module):
                 )
             return
         self.condition_embed.check(y, embedding, embedding_keep, batch_size=batch)
+
+    def _check_image_condition(
+        self, x: jax.Array, image_condition: jax.Array | None, level: jax.Array | None
+    ) -> None:
+        cc = self.config.condition_channels
+        if cc == 0 and image_condition is not None:
+            raise ValueError("this UNet takes no image condition (condition_channels = 0)")
+        if cc and image_condition is None:
+            raise ValueError(
+                f"this UNet is image-conditional (condition_channels = {cc}): pass "
+                f"image_condition of shape {(x.shape[0], *x.shape[1:3], cc)}"
+            )
+        if cc and tuple(image_condition.shape) != (*x.shape[:3], cc):
+            raise ValueError(
+                f"image_condition must have shape {(*x.shape[:3], cc)} (the output size, "
+                f"condition_channels = {cc}), got {tuple(image_condition.shape)}"
+            )
+        if not self.config.augmentation_embedding and level is not None:
+            raise ValueError(
+                "this UNet takes no augmentation_level (augmentation_embedding = False)"
+            )
+        if self.config.augmentation_embedding:
+            if level is None:
+                raise ValueError(
+                    "this UNet embeds an augmentation level (augmentation_embedding = True): "
+                    f"pass augmentation_level of shape ({x.shape[0]},)"
+                )
+            if tuple(jnp.shape(level)) != (x.shape[0],):
+                raise ValueError(
+                    f"augmentation_level must have shape ({x.shape[0]},), got "
+                    f"{tuple(jnp.shape(level))}"
+                )
 
     def _dropout_keys(self, key: jax.Array | None) -> list[jax.Array | None]:
         """One dropout key per residual block (``None``s for the deterministic network)."""
@@ -213,6 +264,8 @@ class UNet(nnx.Module):
         y: jax.Array | None = None,
         embedding: jax.Array | None = None,
         embedding_keep: jax.Array | None = None,
+        image_condition: jax.Array | None = None,
+        augmentation_level: jax.Array | None = None,
         key: jax.Array | None = None,
     ) -> jax.Array:
         """Apply the network.
@@ -230,20 +283,31 @@ class UNet(nnx.Module):
             when ``config.embedding_dim > 0`` and refused otherwise.
           embedding_keep: ``(B,)`` bool or ``None`` (keep all); where False the learned
             null vector replaces the example's embedding.
+          image_condition: ``(B, H, W, condition_channels)``, concatenated with ``x`` at the
+            input; required when ``config.condition_channels > 0`` and refused otherwise.
+          augmentation_level: ``(B,)`` float, the image condition's augmentation level;
+            required when ``config.augmentation_embedding`` and refused otherwise.
           key: PRNG key for dropout; ``None`` gives the deterministic network (no dropout).
 
         Returns:
           An array of shape ``(B, H, W, out_channels)``.
         """
         x, t = jnp.asarray(x), jnp.asarray(t)
-        self._check_inputs(x, t, y, embedding, embedding_keep)
+        self._check_inputs(x, t, y, embedding, embedding_keep, image_condition, augmentation_level)
         temb = self.temb_dense1(jax.nn.silu(self.temb_dense0(self._embed_time(t, x.dtype))))
         if self.condition_embed is not None:
             cond = self.condition_embed(y, embedding, embedding_keep)
             temb = temb + cond.astype(temb.dtype)
+        if self.augmentation_embed is not None:
+            level = jnp.asarray(augmentation_level, jnp.float32) * AUGMENTATION_TIME_SCALE
+            features = sinusoidal_embedding(level, self.config.channels).astype(x.dtype)
+            temb = temb + self.augmentation_embed(features)
         keys = self._dropout_keys(key)  # consumed in block order: down, middle, up
 
-        hs, pyramid = [self.conv_in(x)], x
+        inputs = x
+        if image_condition is not None:
+            inputs = jnp.concatenate([x, jnp.asarray(image_condition, x.dtype)], axis=-1)
+        hs, pyramid = [self.conv_in(inputs)], x
         for level in self.down:
             skips, pyramid = level(hs[-1], temb, pyramid, keys[: level.num_res_blocks])
             hs += skips
