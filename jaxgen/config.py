@@ -97,7 +97,9 @@ def _check_choice(section: Any, name: str, choices: Sequence[str]) -> None:
 class DataConfig:
     """Which dataset to train on and how to batch it.
 
-    ``batch_size`` is the global batch (split over all devices and hosts).
+    ``batch_size`` is the global batch (split over all devices and hosts). ``resolution``
+    (None: the dataset's own) trains on the images area-downsampled to ``resolution x
+    resolution`` (:mod:`jaxgen.data.resolution`; the base stage of a cascade).
     """
 
     name: str = "digits"
@@ -105,11 +107,14 @@ class DataConfig:
     download: bool = False
     batch_size: int = 128
     random_flip: bool = False
+    resolution: int | None = None
 
     SECTION: ClassVar[str] = "data"
 
     def __post_init__(self) -> None:
         _check_int(self, "batch_size", 1)
+        if self.resolution is not None:
+            _check_int(self, "resolution", 1)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -31,6 +31,14 @@ from jaxgen.nets import UNet, UNetConfig
 from jaxgen.recipes import guidance as guide
 from jaxgen.recipes.base import Recipe, check_choice, evaluate_in_chunks
 from jaxgen.recipes.guidance import GuidanceConfig
+from jaxgen.recipes.super_resolution import (
+    SuperResolutionConfig,
+    evaluate_restoration,
+    image_conditioning_for,
+    inputs_for_batch,
+    label_condition,
+    sample_inputs,
+)
 from jaxgen.sde import samplers as sde_samplers
 
 SAMPLERS: tuple[str, ...] = ("ancestral", "ddim", "dpm_solver", "unipc")
@@ -61,6 +69,8 @@ class DDPMConfig:
         Ho et al.'s schedule spans -10.1 to 9.2).
       guidance: condition dropout and default guidance of a class-conditional U-Net
         (``unet.num_classes > 0``; ignored otherwise).
+      super_resolution: ``factor > 1`` makes this ``p(x | y)`` for ``y`` the image
+        downsampled by ``factor`` (SR3 / a cascade stage; :mod:`jaxgen.recipes.super_resolution`).
     """
 
     RENAMED: ClassVar[dict[str, str]] = {
@@ -83,6 +93,9 @@ class DDPMConfig:
     spacing: str = "time_quadratic"
     unipc_variant: str = "bh2"
     guidance: GuidanceConfig = dataclasses.field(default_factory=GuidanceConfig)
+    super_resolution: SuperResolutionConfig = dataclasses.field(
+        default_factory=SuperResolutionConfig
+    )
 
 
 class DDPMRecipe(Recipe):
@@ -91,7 +104,7 @@ class DDPMRecipe(Recipe):
     family = "ddpm"
     config_class = DDPMConfig
     samplers = SAMPLERS
-    sample_options = ("sampler", "num_steps", "eta", *guide.GUIDANCE_OPTIONS)
+    sample_options = ("sampler", "num_steps", "eta", *guide.GUIDANCE_OPTIONS, "augmentation_level")
     eval_time_fields = (
         "sampler",
         "sample_steps",
@@ -128,13 +141,19 @@ class DDPMRecipe(Recipe):
                 "ask for classifier-free guidance of an unconditional model "
                 "(model.unet.num_classes = 0)"
             )
+        self.image_conditioning = image_conditioning_for(m.super_resolution, self.data_shape)
+        if self.image_conditioning is not None:
+            self.sample_condition_split = "test"  # super-resolves held-out images
         abstract = nnx.eval_shape(lambda: self._make_unet(jax.random.key(0)))
         self.graphdef, _ = nnx.split(abstract)
 
     # ------------------------------------------------------------------ networks
 
     def _make_unet(self, key: jax.Array) -> UNet:
-        return UNet(self.config.model.unet, image_shape=self.data_shape, rngs=nnx.Rngs(key))
+        unet = self.config.model.unet
+        if self.image_conditioning is not None:
+            unet = self.image_conditioning.unet_config(unet)
+        return UNet(unet, image_shape=self.data_shape, rngs=nnx.Rngs(key))
 
     def init_params(self, key: jax.Array, init_batch: Mapping[str, jax.Array] | None = None) -> Any:
         del init_batch  # no data-dependent initialisation
@@ -146,31 +165,39 @@ class DDPMRecipe(Recipe):
         *,
         dropout_key: jax.Array | None = None,
         labels: jax.Array | None = None,
+        image_inputs: Mapping[str, jax.Array] | None = None,
     ) -> Callable:
         """The network as the callable ``f(x, t)`` that the diffusion functions take (a
-        class-conditional one at ``labels``, ``NULL_LABEL`` where None)."""
+        class-conditional one at ``labels``, ``NULL_LABEL`` where None; a super-resolution
+        one given ``image_inputs``, the condition's network inputs)."""
         if self.classes:
-            cond = self.conditional_model_fn(params, dropout_key=dropout_key)
+            cond = self.conditional_model_fn(
+                params, dropout_key=dropout_key, image_inputs=image_inputs
+            )
             return lambda x, t: cond(x, t, _labels_or_null(labels, x))
-        unet = nnx.merge(self.graphdef, params)
+        unet, extra = nnx.merge(self.graphdef, params), dict(image_inputs or {})
 
         def fn(x: jax.Array, t: jax.Array) -> jax.Array:
-            return unet(x, t, key=dropout_key)
+            return unet(x, t, key=dropout_key, **inputs_for_batch(extra, x.shape[0]))
 
         return fn
 
     def conditional_model_fn(
-        self, params: Any, *, dropout_key: jax.Array | None = None
+        self,
+        params: Any,
+        *,
+        dropout_key: jax.Array | None = None,
+        image_inputs: Mapping[str, jax.Array] | None = None,
     ) -> guide.ConditionalModel:
         """The class-conditional network as ``f(x, t, labels)`` (label -1: unconditional);
         an unconditional network ignores ``labels``."""
         if not self.classes:
-            model = self.model_fn(params, dropout_key=dropout_key)
+            model = self.model_fn(params, dropout_key=dropout_key, image_inputs=image_inputs)
             return lambda x, t, labels: model(x, t)
-        unet = nnx.merge(self.graphdef, params)
+        unet, extra = nnx.merge(self.graphdef, params), dict(image_inputs or {})
 
         def fn(x: jax.Array, t: jax.Array, labels: jax.Array) -> jax.Array:
-            return unet(x, t, y=labels, key=dropout_key)
+            return unet(x, t, y=labels, key=dropout_key, **inputs_for_batch(extra, x.shape[0]))
 
         return fn
 
@@ -193,8 +220,15 @@ class DDPMRecipe(Recipe):
                 guide.batch_labels(batch, self.config.data.name),
                 self.config.model.guidance.p_uncond,
             )
+        image_inputs = None
+        if self.image_conditioning is not None:
+            image_inputs = self.image_conditioning.training_inputs(
+                batch[self.data_key], jax.random.fold_in(key, 3)
+            )
         return diffusion.ddpm_loss(
-            self.model_fn(params, dropout_key=dropout_key, labels=labels),
+            self.model_fn(
+                params, dropout_key=dropout_key, labels=labels, image_inputs=image_inputs
+            ),
             self.schedule,
             batch[self.data_key],
             diffusion_key,
@@ -223,8 +257,19 @@ class DDPMRecipe(Recipe):
         traced), ``classifier`` (``(log_prob_fn, params)``; the ancestral sampler shifts the
         mean, the others the eps/score); see :mod:`jaxgen.recipes.guidance`. A
         class-conditional model draws ``condition["label"]`` or, without it, classes
-        ``(first_index + i) mod K``. The ODE solvers' output is clipped to ``[-1, 1]``."""
+        ``(first_index + i) mod K``. The ODE solvers' output is clipped to ``[-1, 1]``.
+        A super-resolution model super-resolves ``condition["low_resolution"]`` (or
+        ``condition["image"]`` downsampled) with its augmentation at ``augmentation_level``
+        (:mod:`jaxgen.recipes.super_resolution`)."""
         self.check_sample_options(options)
+        image_inputs = sample_inputs(
+            self.image_conditioning,
+            condition,
+            num_samples,
+            key,
+            first_index=first_index,
+            options=options,
+        )
         m: DDPMConfig = self.config.model
         sampler, num_steps, solver_options = self._sampler_plan(options)
         eta = options.get("eta")
@@ -232,7 +277,12 @@ class DDPMRecipe(Recipe):
             options,
             m.guidance,
             num_classes=self.classes,
-            condition=condition,
+            condition=label_condition(
+                condition,
+                self.image_conditioning,
+                class_conditional=bool(self.classes),
+                options=options,
+            ),
             num_samples=num_samples,
             first_index=first_index,
             sigma_range=guide.noise_range(self.schedule, 0, m.num_timesteps - 1),
@@ -240,10 +290,11 @@ class DDPMRecipe(Recipe):
         ode = sampler in ODE_SAMPLERS
         # The ODE solvers call the network at fractional steps: guidance reads the path there.
         path = continuous.index_path(self.continuous) if ode else self.schedule
-        model, parameterization = self.model_fn(params), m.parameterization
+        model = self.model_fn(params, image_inputs=image_inputs)
+        parameterization = m.parameterization
         if plan.labels is not None:
             model, parameterization = guide.guided_model(
-                self.conditional_model_fn(params),
+                self.conditional_model_fn(params, image_inputs=image_inputs),
                 plan,
                 parameterization=m.parameterization,
                 path=path,
@@ -332,10 +383,17 @@ class DDPMRecipe(Recipe):
         self, params: Any, images: jax.Array, key: jax.Array, labels: jax.Array | None = None
     ):
         """Per-example negative ELBO in nats, with the discretized decoder on the data's
-        levels (a class-conditional model's at ``labels``, its unconditional one's without)."""
+        levels (a class-conditional model's at ``labels``, its unconditional one's without;
+        a super-resolution model's given the downsampled ``images``, unaugmented: the bound
+        on ``-log p(x | y)``)."""
         m: DDPMConfig = self.config.model
+        image_inputs = None
+        if self.image_conditioning is not None:
+            image_inputs = self.image_conditioning.sampling_inputs(
+                {"image": images}, images.shape[0], key, level=0.0
+            )
         return diffusion.variational_bound(
-            self.model_fn(params, labels=labels),
+            self.model_fn(params, labels=labels, image_inputs=image_inputs),
             self.schedule,
             images,
             key,
@@ -352,8 +410,9 @@ class DDPMRecipe(Recipe):
 
         Chunks of ``eval.batch_size`` images are split over all devices; the last chunk is
         padded so the bound compiles once."""
+        restoration = evaluate_restoration(self, params, images, key)
         if self.classes and self.config.model.guidance.p_uncond == 0.0:
-            return {}
+            return restoration
         nats, terms = evaluate_in_chunks(
             self.variational_bound, params, images, key, batch_size=self.config.eval.batch_size
         )
@@ -368,6 +427,7 @@ class DDPMRecipe(Recipe):
             "bpd_diffusion": per_dim["diffusion"],
             "bpd_decoder": per_dim["decoder"],
             "num_examples": float(len(images)),
+            **restoration,
         }
 
 

@@ -45,6 +45,13 @@ from jaxgen.recipes.flow_matching_config import (
     FlowMatchingConfig,
     check_config,
 )
+from jaxgen.recipes.super_resolution import (
+    evaluate_restoration,
+    image_conditioning_for,
+    inputs_for_batch,
+    label_condition,
+    sample_inputs,
+)
 from jaxgen.sde import samplers as sde_samplers
 
 __all__ = ["FlowMatchingConfig", "FlowMatchingRecipe", "SAMPLERS"]
@@ -61,7 +68,7 @@ class FlowMatchingRecipe(Recipe):
     family = "flow_matching"
     config_class = FlowMatchingConfig
     samplers = SAMPLERS
-    sample_options = ("sampler", "num_steps", *GUIDANCE_OPTIONS)
+    sample_options = ("sampler", "num_steps", *GUIDANCE_OPTIONS, "augmentation_level")
     eval_time_fields = (
         "sampler",
         "sample_steps",
@@ -110,6 +117,9 @@ class FlowMatchingRecipe(Recipe):
         if m.source != GAUSSIAN and m.teacher_workdir is None:
             self.source_train = self.source_rows(m.source_split)
             self.source_sample = self.source_rows(m.source_sample_split)
+        self.image_conditioning = image_conditioning_for(m.super_resolution, self.data_shape)
+        if self.image_conditioning is not None:
+            self.sample_condition_split = "test"  # super-resolves held-out images
         abstract = nnx.eval_shape(lambda: self._make_net(jax.random.key(0)))
         self.graphdef, _ = nnx.split(abstract)
 
@@ -150,7 +160,10 @@ class FlowMatchingRecipe(Recipe):
     def _make_net(self, key: jax.Array) -> nnx.Module:
         m: FlowMatchingConfig = self.config.model
         if self.images:
-            return UNet(m.unet, image_shape=self.data_shape, rngs=nnx.Rngs(key))
+            unet = m.unet
+            if self.image_conditioning is not None:
+                unet = self.image_conditioning.unet_config(unet)
+            return UNet(unet, image_shape=self.data_shape, rngs=nnx.Rngs(key))
         return DenoisingMLP(self.data_shape[0], m.mlp_hidden, rngs=nnx.Rngs(key))
 
     def init_params(self, key: jax.Array, init_batch: Mapping[str, jax.Array] | None = None) -> Any:
@@ -158,14 +171,20 @@ class FlowMatchingRecipe(Recipe):
         return nnx.to_pure_dict(nnx.split(self._make_net(key))[1])
 
     def network(
-        self, params: Any, *, labels: jax.Array | None = None, dropout_key: jax.Array | None = None
+        self,
+        params: Any,
+        *,
+        labels: jax.Array | None = None,
+        dropout_key: jax.Array | None = None,
+        image_inputs: Mapping[str, jax.Array] | None = None,
     ) -> Callable[[jax.Array, jax.Array], jax.Array]:
         """The raw network ``f(x, t)`` (its ``parameterization``); a class-conditional one at
-        ``labels`` (``NULL_LABEL``, the unconditional model, where None)."""
+        ``labels`` (``NULL_LABEL``, the unconditional model, where None); a super-resolution
+        one given ``image_inputs`` (the condition's network inputs)."""
         net = nnx.merge(self.graphdef, params)
 
         def fn(x: jax.Array, t: jax.Array) -> jax.Array:
-            kwargs = {}
+            kwargs = inputs_for_batch(image_inputs, x.shape[0])
             if self.classes:
                 y = labels if labels is not None else jnp.full((x.shape[0],), guide.NULL_LABEL)
                 kwargs["y"] = jnp.asarray(y, jnp.int32)
@@ -174,11 +193,15 @@ class FlowMatchingRecipe(Recipe):
         return fn
 
     def velocity_fn(
-        self, params: Any, *, labels: jax.Array | None = None
+        self,
+        params: Any,
+        *,
+        labels: jax.Array | None = None,
+        image_inputs: Mapping[str, jax.Array] | None = None,
     ) -> Callable[[jax.Array, jax.Array], jax.Array]:
         """The model as the velocity ``u(x, t)`` the ODE samplers integrate (converted from
         ``x0`` / ``eps`` on the path, :func:`jaxgen.flow_matching.convert_model`)."""
-        net = self.network(params, labels=labels)
+        net = self.network(params, labels=labels, image_inputs=image_inputs)
         param = self.config.model.parameterization
         if param == "velocity":
             return net
@@ -200,8 +223,15 @@ class FlowMatchingRecipe(Recipe):
                 guide.batch_labels(batch, self.config.data.name),
                 m.guidance.p_uncond,
             )
-        net = self.network(params, labels=labels, dropout_key=dropout_key)
         x_data = batch[self.data_key]
+        image_inputs = None
+        if self.image_conditioning is not None:
+            image_inputs = self.image_conditioning.training_inputs(
+                x_data, jax.random.fold_in(key, 6)
+            )
+        net = self.network(
+            params, labels=labels, dropout_key=dropout_key, image_inputs=image_inputs
+        )
         if m.objective == "distill":
             velocity = net if m.parameterization == "velocity" else self.velocity_fn(params)
             per_example, terms = fm.distillation_loss(velocity, batch["source"], x_data)
@@ -262,7 +292,9 @@ class FlowMatchingRecipe(Recipe):
         (:data:`SAMPLERS`, default ``model.sampler``), ``num_steps`` (default
         ``model.sample_steps``; not for ``adaptive``), and for a class-conditional model
         ``guidance_scale`` / ``guidance_interval`` / ``guidance_rescale`` of the velocity;
-        its classes are ``condition["label"]`` or ``(first_index + i) mod K``."""
+        its classes are ``condition["label"]`` or ``(first_index + i) mod K``. A
+        super-resolution model super-resolves ``condition["low_resolution"]`` (or
+        ``condition["image"]`` downsampled) at ``augmentation_level``."""
         _, out = self.sample_pairs(
             params, key, num_samples, first_index=first_index, condition=condition, **options
         )
@@ -281,6 +313,14 @@ class FlowMatchingRecipe(Recipe):
         """``(x_source, samples)``: :meth:`sample` with the source it started from (None for
         the SDE samplers, which draw their own prior)."""
         self.check_sample_options(options)
+        image_inputs = sample_inputs(
+            self.image_conditioning,
+            condition,
+            num_samples,
+            key,
+            first_index=first_index,
+            options=options,
+        )
         m: FlowMatchingConfig = self.config.model
         sampler = options.get("sampler") or m.sampler
         check_choice("sampler", sampler, SAMPLERS)
@@ -297,7 +337,12 @@ class FlowMatchingRecipe(Recipe):
             options,
             m.guidance,
             num_classes=self.classes,
-            condition=condition,
+            condition=label_condition(
+                condition,
+                self.image_conditioning,
+                class_conditional=bool(self.classes),
+                options=options,
+            ),
             num_samples=num_samples,
             first_index=first_index,
             sigma_range=self._noise_range(),
@@ -310,23 +355,23 @@ class FlowMatchingRecipe(Recipe):
             index = (first_index + jnp.arange(num_samples)) % len(self.source_sample)
             x_source = jnp.asarray(self.source_sample)[index]
         if sampler == "adaptive" and plan.labels is not None:
-            out = self._adaptive_per_example(params, plan, x_source)
+            out = self._adaptive_per_example(params, plan, x_source, image_inputs)
         else:
-            velocity = self._guided_velocity(params, plan)
+            velocity = self._guided_velocity(params, plan, image_inputs)
             out = self._solve(velocity, sampler, keys, shape, x_source, steps)
         samples = jnp.clip(out.samples, -1.0, 1.0) if self.images else out.samples
         source = None if sampler in GAUSSIAN_ONLY_SAMPLERS else x_source
         return source, core.SamplerOutput(samples, out.nfe)
 
-    def _guided_velocity(self, params: Any, plan: guide.GuidancePlan):
+    def _guided_velocity(self, params: Any, plan: guide.GuidancePlan, image_inputs=None):
         """The velocity of ``plan``: classifier-free guidance ``u + s (c - u)`` is taken in
         v-space (``v = alpha x_source - sigma x_data``, where Lin et al.'s rescale is
         defined); CFG commutes with the affine map ``v <-> u`` (``alpha^2 + sigma^2 > 0``)."""
         if plan.labels is None:
-            return self.velocity_fn(params)
+            return self.velocity_fn(params, image_inputs=image_inputs)
 
         def cond_v(x: jax.Array, t: jax.Array, labels: jax.Array) -> jax.Array:
-            u = self.velocity_fn(params, labels=labels)
+            u = self.velocity_fn(params, labels=labels, image_inputs=image_inputs)
             return fm.convert_model(u, self.path, source="velocity", target="v")(x, t)
 
         model, _ = guide.guided_model(cond_v, plan, parameterization="v", path=self.path)
@@ -366,16 +411,17 @@ class FlowMatchingRecipe(Recipe):
         }[sampler]
         return solver(velocity, keys, shape, source=x_source, num_steps=steps, **ends)
 
-    def _adaptive_per_example(self, params, plan, x_source) -> core.SamplerOutput:
+    def _adaptive_per_example(self, params, plan, x_source, image_inputs) -> core.SamplerOutput:
         """The adaptive solve of a labelled draw, each example with its own guided velocity
         (the solver calls the velocity one example at a time)."""
 
-        def one(x1: jax.Array, label: jax.Array) -> core.SamplerOutput:
-            velocity = self._guided_velocity(params, plan._replace(labels=label[None]))
+        def one(x1: jax.Array, label: jax.Array, inputs: Any) -> core.SamplerOutput:
+            inputs = jax.tree.map(lambda a: a[None], inputs)
+            velocity = self._guided_velocity(params, plan._replace(labels=label[None]), inputs)
             out = self._solve(velocity, "adaptive", None, (1, *self.data_shape), x1[None], 0)
             return core.SamplerOutput(out.samples[0], jnp.reshape(out.nfe, (-1,))[0])
 
-        out = jax.vmap(one)(x_source, plan.labels)
+        out = jax.vmap(one)(x_source, plan.labels, image_inputs or {})
         return core.SamplerOutput(out.samples, jnp.max(out.nfe))
 
     def _noise_range(self) -> tuple[float, float]:
@@ -418,9 +464,9 @@ class FlowMatchingRecipe(Recipe):
         straightness ``E int ||(x_1 - x_0) - u(x_t, t)||^2 dt`` with the transport cost of
         the flow from :data:`STRAIGHTNESS_EXAMPLES` sources."""
         m: FlowMatchingConfig = self.config.model
-        out: dict[str, float] = {}
-        if self.classes and m.guidance.p_uncond == 0.0:
-            return out
+        out: dict[str, float] = evaluate_restoration(self, params, images, key)
+        if (self.classes and m.guidance.p_uncond == 0.0) or self.image_conditioning is not None:
+            return out  # (a super-resolution model: its restoration metrics only)
         if m.objective == "flow_matching" and self.t_end == 0.0 and self.t_start == 1.0:
             n = STRAIGHTNESS_EXAMPLES
             if self.source_sample is None:

@@ -16,6 +16,7 @@ from jaxgen.config import ConfigError
 from jaxgen.nets import UNetConfig
 from jaxgen.recipes.base import check_choice
 from jaxgen.recipes.guidance import GuidanceConfig
+from jaxgen.recipes.super_resolution import SuperResolutionConfig
 
 SAMPLERS: tuple[str, ...] = (
     "euler",
@@ -106,6 +107,9 @@ class FlowMatchingConfig:
     likelihood_atol: float = 1e-5
     likelihood_t_min: float | None = None
     guidance: GuidanceConfig = dataclasses.field(default_factory=GuidanceConfig)
+    super_resolution: SuperResolutionConfig = dataclasses.field(
+        default_factory=SuperResolutionConfig
+    )
     teacher_workdir: str | None = None
     num_pairs: int = 10_000
     teacher_sampler: str | None = None

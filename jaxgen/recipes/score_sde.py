@@ -15,7 +15,6 @@ network and to the training engine.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -27,88 +26,20 @@ from flax import nnx
 from jaxgen import core
 from jaxgen import sde as sde_lib
 from jaxgen.config import ConfigError
-from jaxgen.nets import UNet, UNetConfig
+from jaxgen.nets import UNet
 from jaxgen.recipes import guidance as guide
 from jaxgen.recipes.base import Recipe, check_choice, evaluate_in_chunks
-from jaxgen.recipes.guidance import GuidanceConfig
+from jaxgen.recipes.score_sde_config import NOISE_CONDITIONINGS, SAMPLERS, ScoreSDEConfig
+from jaxgen.recipes.super_resolution import (
+    evaluate_restoration,
+    image_conditioning_for,
+    inputs_for_batch,
+    label_condition,
+    sample_inputs,
+)
 from jaxgen.sde import likelihood, samplers, score_matching
 
-SAMPLERS: tuple[str, ...] = (
-    "pc",
-    "euler_maruyama",
-    "ode_euler",
-    "ode_heun",
-    "ode_adaptive",
-    "dpm_solver",
-    "edm",
-    "unipc",
-)
-NOISE_CONDITIONINGS: tuple[str, ...] = ("auto", "time", "log_sigma")
-
-
-@dataclasses.dataclass(frozen=True)
-class ScoreSDEConfig:
-    """SDE, objective, network and sampler of a score-based model.
-
-    Attributes:
-      unet: the network (DDPM++ / NCSN++ options included).
-      sde: ``"vp"``, ``"subvp"`` or ``"ve"``; ``beta_min/beta_max`` (VP, sub-VP) and
-        ``sigma_min/sigma_max`` (VE) are its hyperparameters (Song et al.'s defaults).
-      parameterization: what the network predicts: score, eps, x0, v or edm.
-      weighting: DSM weighting ``sigma2`` (Song et al.), ``likelihood`` (g^2; Song et al.
-        2021b) or ``edm`` (Karras et al. 2022); ``importance_sampling`` draws t with density
-        proportional to g^2/sigma^2 (likelihood weighting only).
-      train_t_min: smallest training time (Song et al. use 1e-5).
-      loss_reduction: ``mean`` or ``sum`` of the per-pixel loss (Song et al.'s
-        ``reduce_mean``: True for their VP/sub-VP configs, False for VE).
-      sigma_data: EDM's data std (only for ``parameterization="edm"``/``weighting="edm"``).
-      noise_conditioning: what the network is told about the noise level: ``time``
-        (``999 t``, the DDPM timestep scale), ``log_sigma`` (``log(sigma/alpha)``, NCSN++'s
-        input for VE), or ``auto`` (time for VP/sub-VP, log_sigma for VE). EDM's
-        parameterization always feeds ``c_noise = log(sigma/alpha)/4``.
-      sampler: one of :data:`SAMPLERS`; ``sample_steps`` steps (``pc``: predictor
-        ``predictor`` + ``num_corrector_steps`` of ``corrector`` with ``snr``);
-        ``solver_order`` for ``dpm_solver`` and ``unipc`` (1 to 3); ``spacing`` their time
-        grid (:data:`jaxgen.sde.samplers.SPACINGS`); ``unipc_variant`` UniPC's ``B(h)``
-        (``bh1``/``bh2``); ``sample_t_min`` None uses the SDE's
-        default end time; ``denoise`` ends stochastic samplers with Tweedie's formula.
-      likelihood_*: the probability-flow likelihood used by ``jaxgen eval`` (Hutchinson
-        ``likelihood_divergence`` with ``likelihood_probes`` probes, diffrax tolerances,
-        integration from ``likelihood_t_min`` to T).
-      guidance: condition dropout and default guidance of a class-conditional network
-        (``unet.num_classes > 0``; ignored otherwise).
-    """
-
-    unet: UNetConfig = dataclasses.field(default_factory=UNetConfig)
-    sde: str = "vp"
-    beta_min: float = 0.1
-    beta_max: float = 20.0
-    sigma_min: float = 0.01
-    sigma_max: float = 50.0
-    parameterization: str = "eps"
-    weighting: str = "sigma2"
-    importance_sampling: bool = False
-    train_t_min: float = 1e-5
-    loss_reduction: str = "mean"
-    sigma_data: float = 0.5
-    noise_conditioning: str = "auto"
-    sampler: str = "pc"
-    sample_steps: int = 1000
-    sample_t_min: float | None = None
-    predictor: str = "reverse_diffusion"
-    corrector: str = "langevin"
-    snr: float = 0.16
-    num_corrector_steps: int = 1
-    solver_order: int = 2
-    spacing: str = "log_snr"
-    unipc_variant: str = "bh2"
-    denoise: bool = True
-    likelihood_divergence: str = "rademacher"
-    likelihood_probes: int = 1
-    likelihood_rtol: float = 1e-5
-    likelihood_atol: float = 1e-5
-    likelihood_t_min: float = 1e-5
-    guidance: GuidanceConfig = dataclasses.field(default_factory=GuidanceConfig)
+__all__ = ["NOISE_CONDITIONINGS", "SAMPLERS", "ScoreSDEConfig", "ScoreSDERecipe"]
 
 
 class ScoreSDERecipe(Recipe):
@@ -117,7 +48,7 @@ class ScoreSDERecipe(Recipe):
     family = "score_sde"
     config_class = ScoreSDEConfig
     samplers = SAMPLERS
-    sample_options = ("sampler", "num_steps", *guide.GUIDANCE_OPTIONS)
+    sample_options = ("sampler", "num_steps", *guide.GUIDANCE_OPTIONS, "augmentation_level")
     eval_time_fields = (
         "sampler",
         "sample_steps",
@@ -170,13 +101,19 @@ class ScoreSDERecipe(Recipe):
                 "ask for classifier-free guidance of an unconditional model "
                 "(model.unet.num_classes = 0)"
             )
+        self.image_conditioning = image_conditioning_for(m.super_resolution, self.data_shape)
+        if self.image_conditioning is not None:
+            self.sample_condition_split = "test"  # super-resolves held-out images
         abstract = nnx.eval_shape(lambda: self._make_unet(jax.random.key(0)))
         self.graphdef, _ = nnx.split(abstract)
 
     # ------------------------------------------------------------------ networks
 
     def _make_unet(self, key: jax.Array) -> UNet:
-        return UNet(self.config.model.unet, image_shape=self.data_shape, rngs=nnx.Rngs(key))
+        unet = self.config.model.unet
+        if self.image_conditioning is not None:
+            unet = self.image_conditioning.unet_config(unet)
+        return UNet(unet, image_shape=self.data_shape, rngs=nnx.Rngs(key))
 
     def init_params(self, key: jax.Array, init_batch: Mapping[str, jax.Array] | None = None) -> Any:
         del init_batch  # no data-dependent initialisation
@@ -197,14 +134,16 @@ class ScoreSDERecipe(Recipe):
         *,
         dropout_key: jax.Array | None = None,
         labels: jax.Array | None = None,
+        image_inputs: Mapping[str, jax.Array] | None = None,
     ) -> Callable:
         """The raw network ``net(x, c)`` (``c``: the conditioning input); a class-conditional
-        one at ``labels`` (``NULL_LABEL``, the unconditional model, where None)."""
-        unet = nnx.merge(self.graphdef, params)
+        one at ``labels`` (``NULL_LABEL``, the unconditional model, where None); a
+        super-resolution one given ``image_inputs`` (the condition's network inputs)."""
+        unet, extra = nnx.merge(self.graphdef, params), dict(image_inputs or {})
         if not self.classes:
 
             def net(x: jax.Array, c: jax.Array) -> jax.Array:
-                return unet(x, c, key=dropout_key)
+                return unet(x, c, key=dropout_key, **inputs_for_batch(extra, x.shape[0]))
 
             return net
 
@@ -212,15 +151,21 @@ class ScoreSDERecipe(Recipe):
             y = labels
             if y is None:
                 y = jnp.full((x.shape[0],), guide.NULL_LABEL, jnp.int32)
-            return unet(x, c, y=y, key=dropout_key)
+            return unet(x, c, y=y, key=dropout_key, **inputs_for_batch(extra, x.shape[0]))
 
         return cond_net
 
-    def score_fn(self, params: Any, *, labels: jax.Array | None = None) -> sde_lib.ScoreFn:
+    def score_fn(
+        self,
+        params: Any,
+        *,
+        labels: jax.Array | None = None,
+        image_inputs: Mapping[str, jax.Array] | None = None,
+    ) -> sde_lib.ScoreFn:
         """The trained model as ``score_fn(x, t)`` for the samplers and the likelihood (a
         class-conditional model's at ``labels``, its unconditional one's where None)."""
         m: ScoreSDEConfig = self.config.model
-        net = self.network(params) if labels is None else self.network(params, labels=labels)
+        net = self.network(params, labels=labels, image_inputs=image_inputs)
         return sde_lib.network_to_score(
             net,
             self.sde,
@@ -229,9 +174,13 @@ class ScoreSDERecipe(Recipe):
             noise_input=self.noise_input,
         )
 
-    def conditional_score_fn(self, params: Any) -> guide.ConditionalModel:
+    def conditional_score_fn(
+        self, params: Any, *, image_inputs: Mapping[str, jax.Array] | None = None
+    ) -> guide.ConditionalModel:
         """The class-conditional score ``s(x, t, labels) = grad_x log p_t(x | labels)``."""
-        return lambda x, t, labels: self.score_fn(params, labels=labels)(x, t)
+        return lambda x, t, labels: self.score_fn(params, labels=labels, image_inputs=image_inputs)(
+            x, t
+        )
 
     def noise_process(self) -> tuple:
         """A hashable description of the forward SDE (float ``t``), equal to that of a noisy
@@ -259,8 +208,13 @@ class ScoreSDERecipe(Recipe):
                 guide.batch_labels(batch, self.config.data.name),
                 m.guidance.p_uncond,
             )
+        image_inputs = None
+        if self.image_conditioning is not None:
+            image_inputs = self.image_conditioning.training_inputs(
+                batch[self.data_key], jax.random.fold_in(key, 3)
+            )
         return score_matching.dsm_loss(
-            self.network(params, dropout_key=dropout_key, labels=labels),
+            self.network(params, dropout_key=dropout_key, labels=labels, image_inputs=image_inputs),
             self.sde,
             batch[self.data_key],
             loss_key,
@@ -293,7 +247,8 @@ class ScoreSDERecipe(Recipe):
         ``guidance_interval``, ``guidance_rescale``, ``classifier``) as a transform of the
         score, the same for every sampler (:mod:`jaxgen.recipes.guidance`). A class-
         conditional model draws ``condition["label"]`` or classes ``(first_index + i) mod
-        K``."""
+        K``. A super-resolution model super-resolves ``condition["low_resolution"]`` (or
+        ``condition["image"]`` downsampled) at ``augmentation_level``."""
         out = self.sample_raw(
             params, key, num_samples, first_index=first_index, condition=condition, **options
         )
@@ -311,6 +266,14 @@ class ScoreSDERecipe(Recipe):
     ) -> core.SamplerOutput:
         """The chosen sampler's output as it is (see :meth:`sample`)."""
         self.check_sample_options(options)
+        image_inputs = sample_inputs(
+            self.image_conditioning,
+            condition,
+            num_samples,
+            key,
+            first_index=first_index,
+            options=options,
+        )
         m: ScoreSDEConfig = self.config.model
         sampler, steps, solver_options = self._sampler_plan(options)
         keys = core.example_keys(key, num_samples, start=first_index)
@@ -320,15 +283,23 @@ class ScoreSDERecipe(Recipe):
             options,
             m.guidance,
             num_classes=self.classes,
-            condition=condition,
+            condition=label_condition(
+                condition,
+                self.image_conditioning,
+                class_conditional=bool(self.classes),
+                options=options,
+            ),
             num_samples=num_samples,
             first_index=first_index,
             sigma_range=guide.noise_range(self.sde, t_end, self.sde.T),
         )
-        score_fn = self.score_fn(params)
+        score_fn = self.score_fn(params, image_inputs=image_inputs)
         if plan.labels is not None:
             score_fn, _ = guide.guided_model(
-                self.conditional_score_fn(params), plan, parameterization="score", path=self.sde
+                self.conditional_score_fn(params, image_inputs=image_inputs),
+                plan,
+                parameterization="score",
+                path=self.sde,
             )
         common = dict(num_steps=steps, t_min=m.sample_t_min)
         if sampler == "pc":
@@ -349,7 +320,7 @@ class ScoreSDERecipe(Recipe):
                 score_fn, self.sde, keys, shape, denoise=m.denoise, **common
             )
         if sampler == "ode_adaptive" and plan.labels is not None:
-            return self._adaptive_per_example(params, plan, keys, common)
+            return self._adaptive_per_example(params, plan, keys, common, image_inputs)
         if sampler in ("ode_euler", "ode_heun", "ode_adaptive"):
             return samplers.probability_flow_sample(
                 score_fn, self.sde, keys, shape, method=sampler[len("ode_") :], **common
@@ -395,14 +366,21 @@ class ScoreSDERecipe(Recipe):
         return sampler, steps, solver_options
 
     def _adaptive_per_example(
-        self, params: Any, plan: guide.GuidancePlan, keys: jax.Array, common: dict
+        self,
+        params: Any,
+        plan: guide.GuidancePlan,
+        keys: jax.Array,
+        common: dict,
+        image_inputs: Mapping[str, jax.Array] | None,
     ) -> core.SamplerOutput:
         """The adaptive probability-flow solve of a labelled draw: it solves each example on
-        its own (``vmap``), so each example's guided score is built with its own label."""
+        its own (``vmap``), so each example's guided score is built with its own label (and
+        its own image condition)."""
 
-        def one(key: jax.Array, label: jax.Array) -> core.SamplerOutput:
+        def one(key: jax.Array, label: jax.Array, inputs: Any) -> core.SamplerOutput:
+            inputs = jax.tree.map(lambda a: a[None], inputs)
             score_fn, _ = guide.guided_model(
-                self.conditional_score_fn(params),
+                self.conditional_score_fn(params, image_inputs=inputs),
                 plan._replace(labels=label[None]),
                 parameterization="score",
                 path=self.sde,
@@ -412,7 +390,7 @@ class ScoreSDERecipe(Recipe):
             )
             return core.SamplerOutput(out.samples[0], jnp.reshape(out.nfe, (-1,))[0])
 
-        return jax.vmap(one)(keys, plan.labels)
+        return jax.vmap(one)(keys, plan.labels, image_inputs or {})
 
     def bits_per_dim(
         self, params: Any, images: jax.Array, key: jax.Array
@@ -420,19 +398,37 @@ class ScoreSDERecipe(Recipe):
         """Per-example dequantized bits/dim from the probability-flow ODE (an upper bound
         on the discrete data's bits/dim, in the unit of DDPM's discretized bound)."""
         m: ScoreSDEConfig = self.config.model
-        return likelihood.bits_per_dim(
-            self.score_fn(params),
-            self.sde,
-            images,
-            key,
-            num_levels=self.num_levels,
-            dequantize=self.num_levels is not None,
-            divergence=m.likelihood_divergence,
-            num_probes=m.likelihood_probes,
-            t_min=m.likelihood_t_min,
-            rtol=m.likelihood_rtol,
-            atol=m.likelihood_atol,
+
+        def bpd(score_fn: sde_lib.ScoreFn, x: jax.Array, keys: jax.Array):
+            return likelihood.bits_per_dim(
+                score_fn,
+                self.sde,
+                x,
+                keys,
+                num_levels=self.num_levels,
+                dequantize=self.num_levels is not None,
+                divergence=m.likelihood_divergence,
+                num_probes=m.likelihood_probes,
+                t_min=m.likelihood_t_min,
+                rtol=m.likelihood_rtol,
+                atol=m.likelihood_atol,
+            )
+
+        if self.image_conditioning is None:
+            return bpd(self.score_fn(params), images, key)
+        # -log p(x | y), y unaugmented: the ODE is solved per example, so each example's
+        # score is built with its own condition (and its own key of the batch's keys).
+        inputs = self.image_conditioning.sampling_inputs(
+            {"image": images}, images.shape[0], key, level=0.0
         )
+        keys = core.example_keys(key, images.shape[0])
+
+        def one(x: jax.Array, k: jax.Array, example_inputs: Any):
+            example_inputs = jax.tree.map(lambda a: a[None], example_inputs)
+            score_fn = self.score_fn(params, image_inputs=example_inputs)
+            return jax.tree.map(lambda a: a[0], bpd(score_fn, x[None], k))
+
+        return jax.vmap(one)(images, keys, inputs)
 
     def evaluate(self, params: Any, images: Any, key: jax.Array) -> dict[str, float]:
         """Test bits/dim through the probability-flow ODE (Song et al. Sec. 4.3).
@@ -440,8 +436,9 @@ class ScoreSDERecipe(Recipe):
         Chunks of ``eval.batch_size`` images are split over all devices; the last chunk is
         padded so the solve compiles once. A class-conditional model is evaluated as its
         unconditional model (null label; nothing when trained with ``p_uncond = 0``)."""
+        restoration = evaluate_restoration(self, params, images, key)
         if self.classes and self.config.model.guidance.p_uncond == 0.0:
-            return {}
+            return restoration
         bpd_all, terms = evaluate_in_chunks(
             self.bits_per_dim, params, images, key, batch_size=self.config.eval.batch_size
         )
@@ -452,4 +449,5 @@ class ScoreSDERecipe(Recipe):
             else 0.0,
             "likelihood_nfe_mean": float(terms["nfe"].mean()),
             "num_examples": float(len(images)),
+            **restoration,
         }

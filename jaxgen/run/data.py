@@ -13,11 +13,13 @@ from jaxgen.data.augment import random_horizontal_flip
 from jaxgen.data.checks import UnknownSplitError
 from jaxgen.data.loader import Transform
 from jaxgen.data.registry import DATASET_NAMES, Dataset, load_dataset
+from jaxgen.data.resolution import downsample_dataset
 from jaxgen.engine.recipe import Recipe
 
 
 def load_split(config: ExperimentConfig, split: str = "train") -> Dataset:
-    """The ``split`` of ``config.data.name`` (``ConfigError`` naming close names if unknown)."""
+    """The ``split`` of ``config.data.name`` (``ConfigError`` naming close names if unknown),
+    at ``config.data.resolution`` when set."""
     if config.data.name not in DATASET_NAMES:
         close = difflib.get_close_matches(config.data.name, DATASET_NAMES, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
@@ -26,11 +28,17 @@ def load_split(config: ExperimentConfig, split: str = "train") -> Dataset:
             f"(known: {', '.join(DATASET_NAMES)})"
         )
     try:
-        return load_dataset(
+        dataset = load_dataset(
             config.data.name, split, data_dir=config.data.data_dir, download=config.data.download
         )
     except UnknownSplitError as err:
         raise ConfigError(f"dataset {config.data.name!r}: {err}") from err
+    if config.data.resolution is None:
+        return dataset
+    try:
+        return downsample_dataset(dataset, config.data.resolution)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def load_train_dataset(config: ExperimentConfig, split: str = "train") -> Dataset:

@@ -118,7 +118,11 @@ def evaluate_run(
             figures = run.recipe.figures(run.ema_params, images, jax.random.key(seed + 1))
             if figures and jax.process_index() == 0:
                 save_figures(figures, run.workdir / "figures", run.step)
-    metric = SAMPLE_METRICS.get(run.config.data.name)
+    # The metrics are made for the dataset's own resolution (a cascade's base stage, trained
+    # at data.resolution, is scored through the cascade: jaxgen.run.cascade).
+    metric = (
+        SAMPLE_METRICS.get(run.config.data.name) if run.config.data.resolution is None else None
+    )
     if metric is not None and getattr(run.recipe, "generative", True):
         count = num_samples or ecfg.num_samples
         name = getattr(metric, "__name__", "sample quality").lstrip("_")
