@@ -48,6 +48,16 @@ CASES: dict[str, tuple[str, dict, tuple[str, ...]]] = {
     "vae_gan": ("vae_gan_digits.py", {}, ()),
     "gan": ("gan_digits.py", {}, ()),
     "pix2pix": ("pix2pix_digits.py", {}, ()),
+    "srgan": (
+        "srgan_digits.py",
+        {},
+        (
+            "model.generator_features=4",
+            "model.generator_blocks=1",
+            "model.discriminator_features=(4, 8)",
+            "model.discriminator_dense=8",
+        ),
+    ),
     "flow": ("glow_digits.py", {}, ("model.hidden_channels=4", "model.num_couplings=1")),
     "flow_matching": (
         "flow_matching_digits.py",

@@ -170,12 +170,18 @@ def make_adversarial_train_step(
             )
             return (own, opt_state), metrics
 
-        (d_params, d_opt_state), d_metrics = jax.lax.scan(
-            discriminator_round,
-            (params[DISCRIMINATOR], state.opt_state[DISCRIMINATOR]),
-            (minibatches, jax.random.split(d_key, discriminator_steps)),
-        )
-        d_metrics = jax.tree.map(lambda m: jnp.mean(m, axis=0), d_metrics)
+        carry = (params[DISCRIMINATOR], state.opt_state[DISCRIMINATOR])
+        round_keys = jax.random.split(d_key, discriminator_steps)
+        if discriminator_steps == 1:
+            # One update needs no loop: XLA:CPU runs a scan body (convolutions, batch norm)
+            # several times slower than the same ops outside it.
+            first = jax.tree.map(lambda m: m[0], minibatches)
+            (d_params, d_opt_state), d_metrics = discriminator_round(carry, (first, round_keys[0]))
+        else:
+            (d_params, d_opt_state), d_metrics = jax.lax.scan(
+                discriminator_round, carry, (minibatches, round_keys)
+            )
+            d_metrics = jax.tree.map(lambda m: jnp.mean(m, axis=0), d_metrics)
         params = {**params, DISCRIMINATOR: d_params}
         last = jax.tree.map(lambda m: m[-1], minibatches)
         g_params, g_opt_state, g_metrics = _player_update(

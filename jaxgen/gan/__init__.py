@@ -11,6 +11,8 @@ Nothing here imports Flax; networks are callables.
   reference batch normalization for generators with batch statistics).
 * :mod:`~jaxgen.gan.pix2pix`: the image-conditioned GAN's objectives, sampler and the
   super-resolution task.
+* :mod:`~jaxgen.gan.srgan`: SRGAN's perceptual loss (content + adversarial), its
+  discriminator objective and its super-resolution sampler.
 
 The rest of the family lives with the shared parts: the two-player step (``k``
 discriminator updates in one compiled step) in ``jaxgen.engine.adversarial_step``, the
@@ -19,7 +21,7 @@ networks (DCGAN, spectral normalization, the pix2pix U-Net and PatchGAN) in
 VEEGAN / PacGAN mode counts in ``jaxgen.evaluation.mode_coverage``.
 """
 
-from jaxgen.gan import losses, objectives, penalties, pix2pix, sampling
+from jaxgen.gan import losses, objectives, penalties, pix2pix, sampling, srgan
 from jaxgen.gan.losses import (
     DISCRIMINATOR_LOSSES,
     GENERATOR_LOSSES,
@@ -60,4 +62,5 @@ __all__ = [
     "r1_penalty",
     "sample",
     "sampling",
+    "srgan",
 ]
