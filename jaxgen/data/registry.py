@@ -10,12 +10,20 @@ checkerboard
 mnist, fashion_mnist image 28x28x1 256          10         train, test (TFDS)
 cifar10, cifar100    image 32x32x3 256          10 / 100   train, test (TFDS)
 svhn_cropped         image 32x32x3 256          10         train, test, extra (TFDS)
+imagenet_resized_32  image 32x32x3 256          1000       train, validation (TFDS
+                                                           ``imagenet_resized/32x32``)
+imagenet_resized_64  image 64x64x3 256          1000       train, validation (TFDS
+                                                           ``imagenet_resized/64x64``)
 stdlib_text          tokens (128,) 256 (bytes)  none       train, test, all
 =================== ============= ============ ========== ===========================
 
 Images are float32 NHWC in [-1, 1] under the key ``"image"``, labels int32 under
-``"label"``. The 2-D toy datasets are fixed samples (``"x"``, float32): the ``train``
-split is ``TOY2D_NUM_TRAIN`` = 100,000 points drawn with seed ``TOY2D_TRAIN_SEED`` = 0,
+``"label"``. The ImageNet rows are the downsampled ImageNet of Chrabaszcz et al. (2017),
+1,281,167 training and 50,000 validation images; their TFDS names carry a builder config
+after a slash, which ``DatasetNotFoundError`` and the ``tfds build`` hint name.
+
+The 2-D toy datasets are fixed samples (``"x"``, float32): the ``train`` split is
+``TOY2D_NUM_TRAIN`` = 100,000 points drawn with seed ``TOY2D_TRAIN_SEED`` = 0,
 the ``test`` split ``TOY2D_NUM_TEST`` = 10,000 points with seed ``TOY2D_TEST_SEED`` = 1;
 ``num_samples=`` overrides the size (the seeds stay fixed).
 

@@ -16,6 +16,12 @@ or ``open_tfds_images(..., download=True)`` / ``load_dataset(..., download=True)
 from an environment that has them. A dataset that is not there raises
 ``DatasetNotFoundError`` (a ``FileNotFoundError``) saying where it looked.
 
+A jaxgen name may differ from the TFDS name: ``imagenet_resized_32`` / ``_64`` are TFDS's
+``imagenet_resized/32x32`` / ``64x64`` (a builder config after the slash), prepared with
+``tfds build imagenet_resized/64x64 --file_format=array_record``; tfds downloads the
+downsampled-ImageNet files of Chrabaszcz et al. (2017) from image-net.org for it, under
+ImageNet's terms of access.
+
 What tfds itself raises for missing data (tensorflow-datasets 4.9.10): with
 ``file_format="array_record"`` (which we always pass) and ``download=False``,
 ``KeyError("Trying to access `splits['train']` but `splits` is empty. This likely
@@ -48,13 +54,19 @@ _MOCK_GETITEMS_MARK = "missing 1 required positional argument: 'record_keys'"
 
 @dataclasses.dataclass(frozen=True)
 class TfdsImageSpec:
-    """What jaxgen knows about a TFDS image-classification dataset."""
+    """What jaxgen knows about a TFDS image-classification dataset.
+
+    Attributes:
+      tfds_name: the name tfds knows it by, with its builder config after a slash
+        (``"imagenet_resized/64x64"``); None: jaxgen's name is the TFDS name.
+    """
 
     image_shape: tuple[int, int, int]
     num_classes: int
     splits: tuple[str, ...]
     image_key: str = "image"
     label_key: str = "label"
+    tfds_name: str | None = None
 
 
 TFDS_IMAGE_DATASETS: dict[str, TfdsImageSpec] = {
@@ -63,6 +75,14 @@ TFDS_IMAGE_DATASETS: dict[str, TfdsImageSpec] = {
     "cifar10": TfdsImageSpec((32, 32, 3), 10, ("train", "test")),
     "cifar100": TfdsImageSpec((32, 32, 3), 100, ("train", "test")),
     "svhn_cropped": TfdsImageSpec((32, 32, 3), 10, ("train", "test", "extra")),
+    # ImageNet downsampled by Chrabaszcz et al. (2017), 1,281,167 train / 50,000 validation
+    # images (the "train" split is big: about 1.3M records at 64x64).
+    "imagenet_resized_32": TfdsImageSpec(
+        (32, 32, 3), 1000, ("train", "validation"), tfds_name="imagenet_resized/32x32"
+    ),
+    "imagenet_resized_64": TfdsImageSpec(
+        (64, 64, 3), 1000, ("train", "validation"), tfds_name="imagenet_resized/64x64"
+    ),
 }
 
 NUM_LEVELS = 256  # 8-bit images
@@ -216,7 +236,8 @@ def open_tfds_images(
     """A lazy random-access source over a TFDS image dataset (see the module doc).
 
     Args:
-      name: one of ``TFDS_IMAGE_DATASETS``.
+      name: one of ``TFDS_IMAGE_DATASETS`` (jaxgen's name; tfds is asked for the spec's
+        ``tfds_name``, e.g. ``imagenet_resized_64`` is ``imagenet_resized/64x64``).
       split: a split of that dataset, optionally with TFDS slicing ("train[:90%]").
       data_dir: TFDS data directory; default ``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``.
       download: let tfds download and prepare the data if missing (needs network and,
@@ -232,6 +253,7 @@ def open_tfds_images(
         )
     check_split(name, split)
     spec = TFDS_IMAGE_DATASETS[name]
+    source = spec.tfds_name or name  # what tfds calls it ("dataset/config")
 
     import tensorflow_datasets as tfds
 
@@ -244,39 +266,40 @@ def open_tfds_images(
     }
     if data_dir is not None:
         kwargs["data_dir"] = os.fspath(data_dir)
-    where = f"{name!r} (split {split!r})"
+    known_as = "" if source == name else f", jaxgen's {name!r}"
+    where = f"{source!r} (split {split!r}{known_as})"
     try:
-        records = tfds.data_source(name, **kwargs)
+        records = tfds.data_source(source, **kwargs)
     except KeyError as err:
         if _NOT_GENERATED_MARK not in str(err):
             raise
-        root = _default_data_dir(name, data_dir)
+        root = _default_data_dir(source, data_dir)
         raise DatasetNotFoundError(
             f"TFDS dataset {where} is not prepared under data_dir {root!r}.\n"
-            + _how_to_get(name, root, download=download),
-            dataset=name,
+            + _how_to_get(source, root, download=download),
+            dataset=source,
             split=split,
             data_dir=root,
         ) from None
     except NotImplementedError:
-        root = _default_data_dir(name, data_dir)
+        root = _default_data_dir(source, data_dir)
         raise DatasetNotFoundError(
             f"TFDS dataset {where} under data_dir {root!r} is not in a random-access format "
             f"(it is missing, or was prepared as TFRecord, which tfds.data_source cannot "
-            f"read).\n" + _how_to_get(name, root, download=download),
-            dataset=name,
+            f"read).\n" + _how_to_get(source, root, download=download),
+            dataset=source,
             split=split,
             data_dir=root,
         ) from None
     except ImportError as err:
         if not download:
             raise
-        root = _default_data_dir(name, data_dir)
+        root = _default_data_dir(source, data_dir)
         raise DatasetNotFoundError(
             f"TFDS dataset {where} is not prepared under data_dir {root!r}, and downloading "
             f"it failed: the module {err.name!r} is missing ({err}).\n"
-            + _how_to_get(name, root, download=download),
-            dataset=name,
+            + _how_to_get(source, root, download=download),
+            dataset=source,
             split=split,
             data_dir=root,
         ) from err

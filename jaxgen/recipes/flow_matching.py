@@ -119,7 +119,7 @@ class FlowMatchingRecipe(Recipe):
             self.source_sample = self.source_rows(m.source_sample_split)
         self.image_conditioning = image_conditioning_for(m.super_resolution, self.data_shape)
         if self.image_conditioning is not None:
-            self.sample_condition_split = "test"  # super-resolves held-out images
+            self.sample_condition_split = self.config.eval.split  # held-out images
         abstract = nnx.eval_shape(lambda: self._make_net(jax.random.key(0)))
         self.graphdef, _ = nnx.split(abstract)
 

@@ -103,7 +103,7 @@ class ScoreSDERecipe(Recipe):
             )
         self.image_conditioning = image_conditioning_for(m.super_resolution, self.data_shape)
         if self.image_conditioning is not None:
-            self.sample_condition_split = "test"  # super-resolves held-out images
+            self.sample_condition_split = self.config.eval.split  # held-out images
         abstract = nnx.eval_shape(lambda: self._make_unet(jax.random.key(0)))
         self.graphdef, _ = nnx.split(abstract)
 

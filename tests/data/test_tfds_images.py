@@ -143,3 +143,54 @@ def test_not_found_error_pickles_with_its_fields():
     back = pickle.loads(pickle.dumps(err))
     assert isinstance(back, DatasetNotFoundError) and str(back) == "msg"
     assert (back.dataset, back.split, back.data_dir) == ("mnist", "test", "/d")
+
+
+@pytest.mark.parametrize(
+    ("name", "tfds_name", "size"),
+    [
+        ("imagenet_resized_32", "imagenet_resized/32x32", 32),
+        ("imagenet_resized_64", "imagenet_resized/64x64", 64),
+    ],
+)
+def test_imagenet_resized_loads_through_its_tfds_builder_config(name, tfds_name, size):
+    """jaxgen's name maps to TFDS's ``dataset/config`` name; both splits load, rescaled."""
+    with tfds.testing.mock_data(num_examples=NUM_MOCK):
+        for split in ("train", "validation"):
+            ds = load_dataset(name, split)
+            raw = tfds.data_source(tfds_name, split=split)  # the same mock records
+            assert ds.image_shape == (size, size, 3) and ds.num_classes == 1000
+            assert ds.num_levels == 256 and len(ds) == NUM_MOCK
+            idx = np.arange(NUM_MOCK)[::-1]
+            batch = ds.source.get(idx)
+            expected = np.stack([raw[int(i)]["image"] for i in idx])
+            expected_labels = np.array([int(raw[int(i)]["label"]) for i in idx])
+            images, labels = batch["image"], batch["label"]
+            assert images.shape == (NUM_MOCK, size, size, 3) and images.dtype == np.float32
+            assert images.min() >= -1 and images.max() <= 1
+            np.testing.assert_allclose(images, expected / 127.5 - 1, rtol=0, atol=1e-6)
+            assert labels.dtype == np.int32 and labels.shape == (NUM_MOCK,)
+            np.testing.assert_array_equal(labels, expected_labels)
+            assert 0 <= labels.min() and labels.max() < 1000
+            # the mock draws labels over all 1000 classes, not a 10-class range
+            assert labels.max() >= 10
+        with pytest.raises(ValueError, match=r"unknown split 'test'.*'train', 'validation'"):
+            load_dataset(name, "test")
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_missing_imagenet_resized_names_the_tfds_builder_config(size, tmp_path):
+    tfds_name = f"imagenet_resized/{size}x{size}"
+    with pytest.raises(DatasetNotFoundError) as info:
+        load_dataset(f"imagenet_resized_{size}", "validation", data_dir=tmp_path)
+    err = info.value
+    msg = str(err)
+    for part in (
+        f"'{tfds_name}'",
+        "'validation'",
+        f"jaxgen's 'imagenet_resized_{size}'",
+        str(tmp_path),
+        f"tfds build {tfds_name} --file_format=array_record",
+    ):
+        assert part in msg, (part, msg)
+    assert (err.dataset, err.split, err.data_dir) == (tfds_name, "validation", str(tmp_path))
+    assert not any(tmp_path.iterdir())
