@@ -14,13 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import pathlib
 import sys
 import typing
-from collections.abc import Callable
 
+from jaxgen.cli import arguments, cascade
 from jaxgen.cli.checks import UsageError, check_before_imports, check_train_workdir
 
 
@@ -45,39 +44,6 @@ def _drop_read_only_notes(record: logging.LogRecord) -> bool:
     return not ("read_only=True" in message or "Given directory is read only" in message)
 
 
-def _int_at_least(minimum: int) -> Callable[[str], int]:
-    """argparse type: an integer >= ``minimum`` (``--steps 0`` is an error, never ignored)."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected an integer >= {minimum}, got {text!r}"
-            ) from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {value}")
-        return value
-
-    parse.__name__ = f"integer >= {minimum}"
-    return parse
-
-
-_positive_int = _int_at_least(1)
-_non_negative_int = _int_at_least(0)
-
-
-def _finite_float(text: str) -> float:
-    """argparse type: a finite number."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
-    return value
-
-
 class _Parser(argparse.ArgumentParser):
     """Prints a usage error as ONE line, ``jaxgen <cmd>: error: ...``, and exits with 2."""
 
@@ -91,44 +57,8 @@ SAMPLE_FLAGS = {
     "steps": "num_steps",
     "eta": "eta",
     "temperature": "temperature",
+    "augmentation_level": "augmentation_level",
 }
-
-
-def _interval(text: str) -> tuple[float, float]:
-    """argparse type: ``LO,HI`` noise levels (EDM sigma), finite, ``0 <= LO < HI``."""
-    parts = text.split(",")
-    try:
-        lo, hi = (float(p) for p in parts)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected two noise levels LO,HI (e.g. 0.3,5), got {text!r}"
-        ) from None
-    if not (math.isfinite(lo) and math.isfinite(hi) and 0 <= lo < hi):
-        raise argparse.ArgumentTypeError(f"must be finite noise levels 0 <= LO < HI, got {text!r}")
-    return lo, hi
-
-
-def _unit_float(text: str) -> float:
-    """argparse type: a number in [0, 1]."""
-    value = _finite_float(text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}")
-    return value
-
-
-def _scales(text: str) -> tuple[float, ...]:
-    """argparse type: comma-separated finite, distinct guidance scales (e.g. ``0,1,2,3,5``)."""
-    try:
-        scales = tuple(float(p) for p in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated numbers like 0,1,2,3,5, got {text!r}"
-        ) from None
-    if not all(math.isfinite(v) for v in scales):
-        raise argparse.ArgumentTypeError(f"scales must be finite numbers, got {text!r}")
-    if len(set(scales)) != len(scales):
-        raise argparse.ArgumentTypeError(f"scales must be distinct, got {text!r}")
-    return scales
 
 
 def _guidance(args: argparse.Namespace) -> dict[str, object]:
@@ -160,8 +90,12 @@ def _recipe_class(workdir: str) -> typing.Any:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from jaxgen.cli.checks import is_cascade_file
     from jaxgen.config import apply_overrides, load_experiment
     from jaxgen.run import model_config_class, train
+
+    if is_cascade_file(args.config):
+        return cascade.train_cascade(args)
 
     config = apply_overrides(
         load_experiment(args.config, resolve_model=model_config_class), args.overrides
@@ -180,6 +114,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
+    if args.cascade:
+        return cascade.sample_cascade(args)
     from jaxgen.run import (
         check_sample_options,
         draw_guided_samples,
@@ -231,6 +167,8 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    if args.cascade:
+        return cascade.eval_cascade(args)
     from jaxgen.run import check_sample_options, evaluate_run, load_run
 
     guidance = _guidance(args)
@@ -292,24 +230,38 @@ def _add_sample_flags(p: argparse.ArgumentParser, sampler_help: str) -> None:
     """The sample options a family may declare (``Recipe.sample_options``); a flag the
     run's family does not declare is an error (exit code 2)."""
     p.add_argument("--sampler", help=f"{sampler_help} ({{samplers}})")
-    p.add_argument("--steps", type=_positive_int, help="sampler steps (num_steps, >= 1)")
+    p.add_argument("--steps", type=arguments.positive_int, help="sampler steps (num_steps, >= 1)")
     p.add_argument(
-        "--eta", type=_finite_float, help="eta of samplers that take one (DDIM: 0 = deterministic)"
+        "--eta",
+        type=arguments.finite_float,
+        help="eta of samplers that take one (DDIM: 0 = deterministic)",
     )
-    p.add_argument("--temperature", type=_finite_float, help="sampling temperature")
+    p.add_argument("--temperature", type=arguments.finite_float, help="sampling temperature")
+    p.add_argument(
+        "--augmentation-level",
+        type=arguments.finite_float,
+        metavar="S",
+        help="noise-conditioning augmentation level of a super-resolution model's condition",
+    )
+
+
+def _add_run_or_cascade(p: argparse.ArgumentParser) -> None:
+    """``--workdir RUN`` or ``--cascade FILE`` (one of them, checked before any import)."""
+    p.add_argument("--workdir", help="the run directory")
+    p.add_argument("--cascade", metavar="FILE", help="a cascade file (its stages' runs)")
 
 
 def _add_guidance_flags(p: argparse.ArgumentParser) -> None:
     """Guidance of class-conditional diffusion runs (or unconditional ones with a classifier)."""
     p.add_argument(
         "--guidance-interval",
-        type=_interval,
+        type=arguments.interval,
         metavar="LO,HI",
         help="guide only where LO < sigma <= HI (EDM noise level; Kynkaanniemi et al. 2024)",
     )
     p.add_argument(
         "--guidance-rescale",
-        type=_unit_float,
+        type=arguments.unit_float,
         metavar="PHI",
         help="CFG rescale phi in [0, 1] (Lin et al. 2024)",
     )
@@ -349,19 +301,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="draw samples from a trained run (PNG grid and .npy)",
         formatter_class=_HelpFormatter,
     )
-    p.add_argument("--workdir", required=True)
-    p.add_argument("--num-samples", type=_positive_int, default=64)
+    _add_run_or_cascade(p)
+    p.add_argument("--num-samples", type=arguments.positive_int, default=64)
     _add_sample_flags(p, "override the config's sampler")
-    p.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (>= 0)")
+    p.add_argument("--seed", type=arguments.non_negative_int, default=0, help="random seed (>= 0)")
     p.add_argument(
-        "--step", type=_non_negative_int, help="checkpoint step (default: newest good one)"
+        "--step", type=arguments.non_negative_int, help="checkpoint step (default: newest good one)"
     )
     p.add_argument("--out", help="output directory (default: <workdir>/samples)")
     classes = p.add_mutually_exclusive_group()
     classes.add_argument(
         "--class",
         dest="label",
-        type=_non_negative_int,
+        type=arguments.non_negative_int,
         metavar="C",
         help="every sample of class C (default for class-conditional runs: class i mod K)",
     )
@@ -372,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--guidance-scale",
-        type=_finite_float,
+        type=arguments.finite_float,
         metavar="S",
         help="guidance scale s = 1 + w (1: conditional, unguided; 0: unconditional)",
     )
@@ -386,19 +338,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="bits/dim on held-out data and a sample-quality score",
         formatter_class=_HelpFormatter,
     )
-    p.add_argument("--workdir", required=True)
+    _add_run_or_cascade(p)
     p.add_argument("--split", help="held-out split (default: the config's eval.split)")
-    p.add_argument("--num-samples", type=_positive_int, help="samples for the quality score")
+    p.add_argument(
+        "--num-samples", type=arguments.positive_int, help="samples for the quality score"
+    )
     _add_sample_flags(p, "sampler for the quality score (default: the config's)")
     p.add_argument(
         "--no-likelihood", action="store_true", help="skip bits/dim (only the quality score)"
     )
     p.add_argument(
         "--guidance-scales",
-        type=_scales,
+        type=arguments.scales,
         metavar="S1,S2,...",
         help="sweep guidance scales instead: sample quality and class accuracy at each "
         "(<workdir>/eval/guidance_sweep.{json,md,png}; --num-samples per scale)",
+    )
+    p.add_argument(
+        "--augmentation-levels",
+        type=arguments.levels,
+        metavar="S1,S2,...",
+        help="(with --cascade) score the cascade at each augmentation level of its "
+        "super-resolution stages",
     )
     _add_guidance_flags(p)
     p.add_argument(
@@ -406,9 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="*",
         help="evaluation settings key=value, e.g. eval.max_examples=100 model.likelihood_rtol=1e-4",
     )
-    p.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (>= 0)")
+    p.add_argument("--seed", type=arguments.non_negative_int, default=0, help="random seed (>= 0)")
     p.add_argument(
-        "--step", type=_non_negative_int, help="checkpoint step (default: newest good one)"
+        "--step", type=arguments.non_negative_int, help="checkpoint step (default: newest good one)"
     )
     p.set_defaults(fn=_cmd_eval)
     _add_quiet(p)

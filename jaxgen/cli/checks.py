@@ -141,5 +141,52 @@ def check_before_imports(args: argparse.Namespace) -> None:
         )
     if args.command == "sample":
         _check_out_dir(args.out)
+    if _check_cascade_args(args):
+        return
     _check_run_dir(args.workdir)
     _check_shared_overrides(args.overrides, eval_only=True)
+
+
+def is_cascade_file(spec: str) -> bool:
+    """Whether ``spec`` is an experiment file defining ``get_cascade()`` (read as text: no
+    import)."""
+    path = pathlib.Path(spec)
+    return path.suffix == ".py" and path.is_file() and "def get_cascade(" in path.read_text()
+
+
+def _check_cascade_args(args: argparse.Namespace) -> bool:
+    """Whether a cascade command was asked for; ``UsageError`` for both or neither of
+    ``--workdir`` and ``--cascade``, a cascade file that is not one, or run-only flags."""
+    if args.workdir and args.cascade:
+        raise UsageError("give either --workdir (one run) or --cascade (a cascade file), not both")
+    if not args.workdir and not args.cascade:
+        raise UsageError("one of --workdir RUN or --cascade FILE is required")
+    levels = getattr(args, "augmentation_levels", None)
+    if not args.cascade:
+        if levels is not None:
+            raise UsageError("--augmentation-levels applies to --cascade")
+        return False
+    _check_config_file(args.cascade)
+    if not is_cascade_file(args.cascade):
+        raise UsageError(f"--cascade {args.cascade}: the file defines no get_cascade()")
+    run_only = {
+        "--step": args.step,
+        "--sampler": args.sampler,
+        "--steps": args.steps,
+        "--eta": args.eta,
+        "--temperature": args.temperature,
+        "overrides": args.overrides or None,
+        "--guidance-scales": getattr(args, "guidance_scales", None),
+        "--class-grid": getattr(args, "class_grid", None) or None,
+        "--guidance-scale": getattr(args, "guidance_scale", None),
+        "--classifier": args.classifier,
+    }
+    given = [name for name, value in run_only.items() if value is not None]
+    if given:
+        raise UsageError(
+            f"{', '.join(given)} apply to one run; a cascade's per-stage sampler, steps and "
+            "guidance are set in its file"
+        )
+    if args.command == "eval" and args.augmentation_level is not None:
+        raise UsageError("jaxgen eval --cascade takes --augmentation-levels (a list)")
+    return True
