@@ -116,7 +116,8 @@ def test_every_sampler_draws(runs, sampler):
         overrides=["model.adaptive_rtol=1e-2", "model.adaptive_atol=1e-2"],
     )
     steps = {} if sampler == "adaptive" else {"num_steps": 2}
-    out = run.recipe.sample(run.ema_params, jax.random.key(0), 4, sampler=sampler, **steps)
+    draw = jax.jit(lambda p, k: run.recipe.sample(p, k, 4, sampler=sampler, **steps))
+    out = draw(run.ema_params, jax.random.key(0))  # one compilation, not op by op
     assert out.samples.shape == (4, 2) and np.all(np.isfinite(out.samples))
     if sampler == "adaptive":
         assert int(out.nfe) >= 7
@@ -134,19 +135,21 @@ def test_samples_depend_only_on_seed_and_index(runs, which):
         whole = recipe.sample(params, key, 8, sampler="heun")
         head = recipe.sample(params, key, 4, sampler="heun")
         tail = recipe.sample(params, key, 4, first_index=4, sampler="heun")
-        return whole.samples, head.samples, tail.samples
+        if which == "gaussian":  # the maths sampler on the core's per-example keys
+            keys = core.example_keys(jax.random.key(3), 8)
+            ref = fm.heun_sample(recipe.velocity_fn(params), keys, (8, 2), num_steps=2)
+        else:  # another key
+            ref = recipe.sample(params, jax.random.key(4), 8, sampler="heun")
+        return whole.samples, head.samples, tail.samples, ref.samples
 
-    whole, head, tail = draws(jax.random.key(3))
+    whole, head, tail, ref = draws(jax.random.key(3))  # one compilation for all
     np.testing.assert_allclose(head, whole[:4], atol=1e-6)
     np.testing.assert_allclose(tail, whole[4:], atol=1e-6)
     assert not np.allclose(whole[:4], whole[4:])  # negative control
-    if which == "gaussian":  # the maths sampler on the core's per-example keys
-        keys = core.example_keys(jax.random.key(3), 8)
-        ref = fm.heun_sample(recipe.velocity_fn(params), keys, (8, 2), num_steps=2)
-        np.testing.assert_allclose(whole, ref.samples, atol=1e-5)
+    if which == "gaussian":
+        np.testing.assert_allclose(whole, ref, atol=1e-5)
     else:  # the source of example i is held-out moon i, whatever the key
-        other = recipe.sample(params, jax.random.key(4), 8, sampler="heun").samples
-        np.testing.assert_allclose(np.asarray(other), np.asarray(whole), atol=1e-6)
+        np.testing.assert_allclose(np.asarray(ref), np.asarray(whole), atol=1e-6)
 
 
 def test_teacher_pairs_cached_reused_and_checked(runs, monkeypatch):
@@ -281,9 +284,15 @@ def test_class_conditional_unet_loss_and_guided_samples():
     recipe = _recipe(config)
     params = jax.jit(recipe.init_params)(jax.random.key(0))
     batch = {"image": np.zeros((4, 8, 8, 1), np.float32), "label": np.arange(4) % 10}
-    per_example, terms = recipe.loss(params, batch, jax.random.key(1))
+
+    @jax.jit  # one compile: the U-Net run op by op costs more
+    def loss_and_sample(params):
+        per_example, _ = recipe.loss(params, batch, jax.random.key(1))
+        out = recipe.sample(params, jax.random.key(2), 4, sampler="euler", guidance_scale=3.0)
+        return per_example, out
+
+    per_example, out = loss_and_sample(params)
     assert per_example.shape == (4,) and np.all(np.isfinite(per_example))
-    out = recipe.sample(params, jax.random.key(2), 4, sampler="euler", guidance_scale=3.0)
     assert out.samples.shape == (4, 8, 8, 1) and out.nfe == 2
 
 
@@ -297,9 +306,9 @@ def test_guided_velocity_is_cfg_of_the_velocity():
     params = jax.jit(recipe.init_params)(jax.random.key(0))
     leaves, tree = jax.tree.flatten(params)
     rng = np.random.default_rng(0)
-    params = jax.tree.unflatten(
-        tree, [a + 0.05 * rng.standard_normal(np.shape(a)).astype(np.float32) for a in leaves]
-    )
+    noise = [0.05 * rng.standard_normal(np.shape(a)).astype(np.float32) for a in leaves]
+    moved = [np.asarray(a) + d for a, d in zip(leaves, noise, strict=True)]
+    params = jax.tree.unflatten(tree, moved)
     plan = guide.plan_guidance(
         {"guidance_scale": 3.0},
         config.model.guidance,
@@ -311,9 +320,15 @@ def test_guided_velocity_is_cfg_of_the_velocity():
     )
     x = rng.standard_normal((4, 8, 8, 1)).astype(np.float32)
     t = np.array([0.1, 0.4, 0.7, 0.95], np.float32)
-    guided = recipe._guided_velocity(params, plan)(x, t)
-    u = recipe.velocity_fn(params)(x, t)
-    c = recipe.velocity_fn(params, labels=plan.labels)(x, t)
+
+    @jax.jit  # one compile: the U-Net run op by op costs more
+    def velocities(params, x, t):
+        guided = recipe._guided_velocity(params, plan)(x, t)
+        u = recipe.velocity_fn(params)(x, t)
+        c = recipe.velocity_fn(params, labels=plan.labels)(x, t)
+        return guided, u, c
+
+    guided, u, c = velocities(params, x, t)
     assert np.max(np.abs(c - u)) > 1e-3
     np.testing.assert_allclose(guided, u + 3.0 * (c - u), atol=2e-4)
 

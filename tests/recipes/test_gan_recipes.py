@@ -142,7 +142,9 @@ def test_spectral_vectors_hold_the_losss_power_iteration():
     # By hand: the discriminator's loss at the old parameters with the step's key.
     d_key = jax.random.split(state.step_key())[0]
     round_key = jax.random.split(d_key, 1)[0]
-    _, _, updates = recipe.discriminator_loss(state.params, batch, round_key, state.step)
+    _, _, updates = jax.jit(recipe.discriminator_loss)(  # one compile, not op by op
+        state.params, batch, round_key, state.step
+    )
     expected = jax.tree.leaves(updates["discriminator"])
     assert len(expected) > 0
     module = recipe.modules.bind(new_state.params, "discriminator")
@@ -221,8 +223,9 @@ def test_conditional_samples_cycle_through_classes():
     # the class follows the example's index in the draw, not its place in the batch
     np.testing.assert_array_equal(recipe.sample_labels(4, first_index=8), [8, 9, 0, 1])
     z = gan.latents(example_keys(jax.random.key(1), 4), recipe.config.model.latent_dim)
-    a = recipe.generate(params, z, jnp.array([0, 0, 0, 0]))
-    b = recipe.generate(params, z, jnp.array([3, 3, 3, 3]))
+    generate = jax.jit(recipe.generate)  # one compile for both, not op by op
+    a = generate(params, z, jnp.array([0, 0, 0, 0]))
+    b = generate(params, z, jnp.array([3, 3, 3, 3]))
     assert float(jnp.max(jnp.abs(a - b))) > 1e-4  # the label reaches the generator
 
 
@@ -233,12 +236,18 @@ def test_samples_do_not_depend_on_the_batch(name):
     _, recipe = tiny_recipe(name)
     params = recipe.init_params(jax.random.key(0))
     key = jax.random.key(3)
-    draw = jax.jit(recipe.sample, static_argnums=2)
-    big = draw(params, key, 64)
+
+    @jax.jit  # the three draws in one compilation
+    def draws(params, key, first_index):
+        return (
+            recipe.sample(params, key, 64),
+            recipe.sample(params, key, 16),
+            recipe.sample(params, key, 16, first_index=first_index),
+        )
+
+    big, small, chunk = draws(params, key, jnp.int32(16))
     assert isinstance(big, SamplerOutput) and big.nfe == 1
     assert big.samples.shape == (64, *recipe.data_shape)
-    small = draw(params, key, 16)
-    chunk = draw(params, key, 16, first_index=jnp.int32(16))
     np.testing.assert_allclose(small.samples, big.samples[:16], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(chunk.samples, big.samples[16:32], rtol=1e-5, atol=1e-6)
     assert float(jnp.max(jnp.abs(small.samples - chunk.samples))) > 1e-3
@@ -249,8 +258,12 @@ def test_dcgan_samples_without_a_reference_batch_depend_on_the_batch():
     _, recipe = tiny_recipe("gan_digits", "model.reference_batch_size=0")
     params = recipe.init_params(jax.random.key(0))
     key = jax.random.key(3)
-    big = recipe.sample(params, key, 64).samples
-    small = recipe.sample(params, key, 16).samples
+    big, small = jax.jit(  # one compilation, not op by op
+        lambda params: (
+            recipe.sample(params, key, 64).samples,
+            recipe.sample(params, key, 16).samples,
+        )
+    )(params)
     assert float(jnp.max(jnp.abs(small - big[:16]))) > 1e-3
 
 

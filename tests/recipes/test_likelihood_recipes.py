@@ -86,16 +86,23 @@ def test_flow_loss_is_the_dequantized_discrete_bound(name):
     _, recipe = tiny_recipe(name)
     params = recipe.init_params(jax.random.key(0))
     x, key = _images(), jax.random.key(1)
-    loss, terms = recipe.loss(params, {"image": x}, key)
-    y = uniform_dequantize(images_to_levels(x, num_levels=17), key, num_levels=17)
-    by_hand = -(recipe.modules.bind(params, "flow").log_prob(y) - 64 * np.log(17.0))
+
+    @jax.jit  # one compilation, not op by op
+    def losses_and_log_prob(params):
+        loss, terms = recipe.loss(params, {"image": x}, key)
+        other, _ = recipe.loss(params, {"image": x}, jax.random.key(2))
+        y = uniform_dequantize(images_to_levels(x, num_levels=17), key, num_levels=17)
+        return loss, terms, other, recipe.modules.bind(params, "flow").log_prob(y)
+
+    loss, terms, other, log_prob = losses_and_log_prob(params)
+    by_hand = -(log_prob - 64 * np.log(17.0))
     np.testing.assert_allclose(loss, by_hand, rtol=1e-5)
     np.testing.assert_allclose(
         terms["base_log_prob"] + terms["log_det"], 64 * np.log(17.0) - by_hand, rtol=1e-5
     )
     np.testing.assert_allclose(terms["bits_per_dim"], by_hand / (64 * np.log(2.0)), rtol=1e-5)
     # Negative control: another dequantization draw is another number.
-    assert not np.allclose(recipe.loss(params, {"image": x}, jax.random.key(2))[0], loss)
+    assert not np.allclose(other, loss)
 
 
 @pytest.mark.parametrize("name", ["pixelcnn_digits", "gated_pixelcnn_digits"])
@@ -103,9 +110,15 @@ def test_pixelcnn_loss_is_the_sum_of_log_softmax_at_the_levels(name):
     _, recipe = tiny_recipe(name)
     params = recipe.init_params(jax.random.key(0))
     x = _images()
-    loss, terms = recipe.loss(params, {"image": x}, jax.random.key(1))
     levels = np.rint((np.asarray(x) + 1.0) * 8).astype(int)
-    logp = np.asarray(jax.nn.log_softmax(recipe.logits(params, jnp.asarray(levels)), axis=-1))
+
+    @jax.jit  # one compile, not op by op
+    def loss_and_logits(params):
+        loss, terms = recipe.loss(params, {"image": x}, jax.random.key(1))
+        return loss, terms, recipe.logits(params, jnp.asarray(levels))
+
+    loss, terms, logits = loss_and_logits(params)
+    logp = np.asarray(jax.nn.log_softmax(logits, axis=-1))
     b, h, w, c = np.indices(levels.shape)
     by_hand = -logp[b, h, w, c, levels].reshape(len(x), -1).sum(axis=1)
     np.testing.assert_allclose(loss, by_hand, rtol=1e-5)
@@ -167,13 +180,20 @@ def test_samples_depend_only_on_the_seed_and_the_index(name):
     extra = ["model.num_classes=10"] if name.startswith("gated") else []
     _, recipe = tiny_recipe(name, *extra)
     params = recipe.init_params(jax.random.key(0))
-    draw = jax.jit(recipe.sample, static_argnums=2)
     key = jax.random.key(5)
-    small, big = draw(params, key, 16), draw(params, key, 64)
+
+    @jax.jit  # the three draws in one compilation
+    def draws(params, key, first_index):
+        return (
+            recipe.sample(params, key, 16),
+            recipe.sample(params, key, 64),
+            recipe.sample(params, key, 16, first_index=first_index),
+        )
+
+    small, big, later = draws(params, key, 16)
     assert isinstance(small, SamplerOutput)
     assert small.nfe == (1 if name.startswith("glow") else 64)
     np.testing.assert_array_equal(np.asarray(small.samples), np.asarray(big.samples)[:16])
-    later = jax.jit(lambda p, k, i: recipe.sample(p, k, 16, first_index=i))(params, key, 16)
     np.testing.assert_array_equal(np.asarray(later.samples), np.asarray(big.samples)[16:32])
     # Negative control: the samples are not all alike.
     assert len({np.asarray(row).tobytes() for row in big.samples}) > 32

@@ -121,7 +121,7 @@ def test_score_fn_reads_the_network_through_its_parameterization(parameterizatio
             return a * eps - sg * x0
         return (x0 - c_skip * xt / a) / c_out  # D = c_skip x~ + c_out F
 
-    recipe.network = lambda params, dropout_key=None: exact_net
+    recipe.network = lambda params, **unused: exact_net  # (dropout_key, labels, image_inputs)
     x = jax.random.normal(jax.random.key(0), (5, 8, 8, 1), dtype=jnp.float64)
     t = jnp.linspace(0.05, 0.95, 5, dtype=jnp.float64)
     got = recipe.score_fn(None)(x, t)
@@ -146,10 +146,17 @@ def test_every_sampler_runs_and_counts_evaluations():
         "dpm_solver": 25,
         "edm": 2 * 25 - 1,
     }
+
+    @jax.jit  # all the samplers in one compilation
+    def draw_all(params, key):
+        return {
+            name: recipe.sample_raw(params, key, 3, sampler=name, num_steps=25)
+            for name in expected_nfe
+        }
+
+    outs = draw_all(params, key)
     for name, nfe in expected_nfe.items():
-        out = jax.jit(
-            lambda p, k, name=name: recipe.sample_raw(p, k, 3, sampler=name, num_steps=25)
-        )(params, key)
+        out = outs[name]
         assert out.samples.shape == (3, 8, 8, 1), name
         assert np.all(np.isfinite(np.asarray(out.samples))), name
         if nfe is not None:

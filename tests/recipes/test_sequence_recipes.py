@@ -114,17 +114,24 @@ def test_loss_is_summed_token_log_softmax_by_hand(kind):
         batch = {"image": jnp.asarray(images)}
     vocab = recipe.vocab_size
     inputs = np.concatenate([np.full((4, 1), vocab, np.int32), tokens[:, :-1]], axis=1)
-    logits_fn = jax.jit(recipe.logits)
-    logits = np.asarray(logits_fn(params, jnp.asarray(inputs)))
+
+    @jax.jit  # one compilation for the three
+    def logits_and_loss(params):
+        return (
+            recipe.logits(params, jnp.asarray(inputs)),
+            recipe.logits(params, jnp.asarray(tokens)),
+            recipe.loss(params, batch, jax.random.key(1)),
+        )
+
+    logits, unshifted, (got, terms) = logits_and_loss(params)
+    logits, unshifted = np.asarray(logits), np.asarray(unshifted)
     picked = np.take_along_axis(_log_softmax_np(logits), tokens[..., None], axis=-1)[..., 0]
     expected = -picked.sum(axis=1)
-    got, terms = jax.jit(recipe.loss)(params, batch, jax.random.key(1))
     np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-5)
     np.testing.assert_allclose(
         terms["bits_per_token"], expected / (tokens.shape[1] * np.log(2)), rtol=1e-5
     )
     # Negative control: the unshifted tokens as inputs score another number.
-    unshifted = np.asarray(logits_fn(params, jnp.asarray(tokens)))
     wrong = -np.take_along_axis(_log_softmax_np(unshifted), tokens[..., None], -1)[..., 0].sum(1)
     assert np.max(np.abs(wrong - expected)) > 1e-3
 
@@ -134,25 +141,24 @@ def test_cached_sampler_equals_uncached(kind):
     recipe = tiny_recipe(kind, "model.sample_temperature=1.5", "model.sample_top_k=12")
     params = numpy_params(recipe)
     num = 6
-    cached = jax.jit(lambda p, k: recipe.to_tokens(recipe.sample(p, k, num).samples))
-    uncached = jax.jit(
-        lambda p, k: (
-            sample_sequence_uncached(
-                lambda x: recipe.logits(p, x),
-                k,
-                (num, 64),
-                bos=17,
-                temperature=1.5,
-                top_k=12,
-            ).samples
-        )
-    )
+
+    def cached(p, k):
+        return recipe.to_tokens(recipe.sample(p, k, num).samples)
+
+    def uncached(p, k):
+        return sample_sequence_uncached(
+            lambda x: recipe.logits(p, x), k, (num, 64), bos=17, temperature=1.5, top_k=12
+        ).samples
+
     key = jax.random.key(3)
-    a, b = np.asarray(cached(params, key)), np.asarray(uncached(params, key))
+    # One compilation; the last is the negative control (another key).
+    a, b, c = jax.jit(lambda p: (cached(p, key), uncached(p, key), uncached(p, jax.random.key(4))))(
+        params
+    )
+    a, b, c = np.asarray(a), np.asarray(b), np.asarray(c)
     assert a.shape == (num, 64) and 0 <= a.min() and a.max() <= 16
     np.testing.assert_array_equal(a, b)
     # Negative control: another key draws other tokens.
-    c = np.asarray(uncached(params, jax.random.key(4)))
     assert np.mean(a != c) > 0.5
 
 
@@ -175,17 +181,24 @@ def test_text_samples_decode():
 def test_samples_depend_only_on_the_seed_and_the_index():
     recipe = tiny_recipe("transformer", "model.sample_temperature=1.5")
     params = numpy_params(recipe)
-    draw = jax.jit(lambda p, k, n, i: recipe.sample(p, k, n, first_index=i), static_argnums=2)
     key = jax.random.key(6)
-    small, big = draw(params, key, 16, 0), draw(params, key, 64, 0)
+
+    @jax.jit  # the four draws in one compilation
+    def draws(p, k, first, later):
+        return (
+            recipe.sample(p, k, 16, first_index=first),
+            recipe.sample(p, k, 64, first_index=first),
+            recipe.sample(p, k, 16, first_index=later),
+            recipe.sample(p, k, 16, temperature=0.3),
+        )
+
+    small, big, later, cold = draws(params, key, 0, 48)
     assert small.nfe == 64
     np.testing.assert_array_equal(np.asarray(small.samples), np.asarray(big.samples)[:16])
-    later = draw(params, key, 16, 48)
     np.testing.assert_array_equal(np.asarray(later.samples), np.asarray(big.samples)[48:])
     # Negative control: the 64 samples are all different.
     assert len({np.asarray(row).tobytes() for row in big.samples}) == 64
     # The temperature is a sample option; others are refused by name.
-    cold = jax.jit(lambda p, k: recipe.sample(p, k, 16, temperature=0.3))(params, key)
     assert np.mean(np.asarray(cold.samples) != np.asarray(small.samples)) > 0.1
     with pytest.raises(ConfigError, match="num_steps"):
         recipe.sample(params, key, 2, num_steps=3)

@@ -90,11 +90,20 @@ def tiny_recipe(name: str, *extra: str):
     return config, build_recipe(config, load_train_dataset(config))
 
 
+@pytest.fixture(scope="module")
+def vae_digits_run(tmp_path_factory):
+    """The VAE digits experiment trained 2 steps on 8 simulated devices with a sample grid
+    (one training run for the two tests that need one)."""
+    workdir = tmp_path_factory.mktemp("vae_digits")
+    config = tiny_config("vae_digits", "train.num_steps=2")
+    return workdir, train(config, workdir, mesh=sharding.make_mesh())
+
+
 @pytest.mark.parametrize("name", list(TINY))
-def test_digits_experiment_trains_evaluates_and_draws(name, tmp_path):
+def test_digits_experiment_trains_evaluates_and_draws(name, tmp_path, request):
     config = tiny_config(name, "train.num_steps=2")
     if name == "vae_digits":  # on 8 simulated devices, with a sample grid
-        result = train(config, tmp_path, mesh=sharding.make_mesh())
+        tmp_path, result = request.getfixturevalue("vae_digits_run")
         assert (tmp_path / "samples" / "latest.png").exists()
     else:  # one device and no grid: the engine's sharding and grids are tested elsewhere
         config = apply_overrides(config, ["train.sample_every=0"])
@@ -276,12 +285,19 @@ def test_samples_depend_only_on_the_seed_and_the_index(case):
         _, _, updates = recipe.training_loss(params, _batch(16), jax.random.key(1), 0)
         params = {**params, **updates}
     key = jax.random.key(5)
-    sample = jax.jit(recipe.sample, static_argnums=2)
-    small, large = sample(params, key, 16), sample(params, key, 64)
+
+    @jax.jit  # the three draws in one compilation
+    def draws(params, key, first_index):
+        return (
+            recipe.sample(params, key, 16),
+            recipe.sample(params, key, 64),
+            recipe.sample(params, key, 48, first_index=first_index),
+        )
+
+    small, large, tail = draws(params, key, 16)
     assert isinstance(small, SamplerOutput) and small.nfe == nfe == large.nfe
     assert small.samples.shape == (16, *recipe.data_shape)
     np.testing.assert_array_equal(small.samples, large.samples[:16])  # exact
-    tail = jax.jit(recipe.sample, static_argnums=2)(params, key, 48, first_index=16)
     np.testing.assert_array_equal(tail.samples, large.samples[16:])
     # Negative control: the examples differ from one another.
     assert not np.allclose(large.samples[0], large.samples[1])
@@ -386,10 +402,8 @@ def test_vae_gan_step_logs_all_three_players_moves_each_by_its_own_gradient_in_o
     assert calls == dict.fromkeys(vae_gan.PLAYERS, 1)
 
 
-def test_draw_samples_matches_the_recipe_across_chunk_sizes(tmp_path):
-    config = tiny_config("vae_digits", "train.num_steps=1", "train.sample_every=0")
-    train(config, tmp_path, mesh=sharding.make_mesh(1))
-    run = load_run(tmp_path)
+def test_draw_samples_matches_the_recipe_across_chunk_sizes(vae_digits_run):
+    run = load_run(vae_digits_run[0])
     a = draw_samples(run, num_samples=24, seed=3, batch_size=8)
     b = draw_samples(run, num_samples=24, seed=3, batch_size=16)
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
