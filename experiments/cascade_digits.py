@@ -28,7 +28,7 @@ def get_cascade() -> CascadeConfig:
             CascadeStage(
                 workdir="runs/sr3_digits",
                 config="experiments/sr3_digits.py",
-                augmentation_level=0.2,
+                augmentation_level=0.05,
             ),
         ),
         num_samples=360,

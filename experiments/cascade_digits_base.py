@@ -24,9 +24,9 @@ def get_config() -> ExperimentConfig:
         name="cascade_digits_base",
         model=DDPMConfig(
             unet=UNetConfig(
-                channels=16,
+                channels=32,
                 channel_mult=(1, 2),
-                num_res_blocks=1,
+                num_res_blocks=2,
                 attention_resolutions=(2,),
                 dropout=0.0,
                 num_groups=8,
@@ -48,7 +48,7 @@ def get_config() -> ExperimentConfig:
             ema_decay=0.999,
         ),
         train=TrainConfig(
-            num_steps=6400,
+            num_steps=8000,
             log_every=100,
             checkpoint_every=1600,
             sample_every=3200,

@@ -28,9 +28,9 @@ def get_config() -> ExperimentConfig:
         name="sr3_digits",
         model=DDPMConfig(
             unet=UNetConfig(
-                channels=16,
+                channels=32,
                 channel_mult=(1, 2),
-                num_res_blocks=1,
+                num_res_blocks=2,
                 attention_resolutions=(4,),
                 dropout=0.0,
                 num_groups=8,
@@ -59,7 +59,7 @@ def get_config() -> ExperimentConfig:
             ema_decay=0.999,
         ),
         train=TrainConfig(
-            num_steps=6400,
+            num_steps=9600,
             log_every=100,
             checkpoint_every=1600,
             sample_every=3200,

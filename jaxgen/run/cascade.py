@@ -277,11 +277,15 @@ def sample_cascade(
             return rows
 
         needs = previous is not None or keep_labels is not None
+        traced = {}
+        if "augmentation_level" in options:  # traced: a sweep over levels compiles once
+            traced["augmentation_level"] = np.float32(options.pop("augmentation_level"))
         sampler = ChunkedSampler(
             run.recipe,
             num_samples=num_samples,
             batch_size=min(batch_size, num_samples),
             condition=condition if needs else None,
+            traced_options=traced,
             **options,
         )
         outputs.append(np.asarray(sampler(run.ema_params, jax.random.fold_in(key, k))))
