@@ -12,6 +12,11 @@ Run (2 CPU cores):
 ``sample`` writes each stage's grid (4x4, then 8x8) under ``runs/cascade_digits/samples``;
 ``eval`` scores the 8x8 samples (digit FD, 360 samples) at each augmentation level of the
 super-resolution stage and writes ``runs/cascade_digits/eval/cascade_eval.{json,md}``.
+
+Measured (360 samples, seed 0, both stages 1000 ancestral steps): digit FD 10.4, 10.0,
+10.0, 11.7 and 12.6 at augmentation levels 0, 0.05, 0.1, 0.2 and 0.3 -- a little noise on
+the base stage's samples helps, more hurts. The single-stage DDPM (the main job) scores 9.4
+at the same eval seed: the cascade is within the spread between draws but not below it.
 """
 
 from jaxgen.run.cascade import CascadeConfig, CascadeStage

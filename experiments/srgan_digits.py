@@ -18,6 +18,10 @@ Run (2 CPU cores, a few minutes):
 Reports, on the 360 test digits, L1 and PSNR of the super-resolved digits against the
 truth next to the nearest-neighbour, bilinear and bicubic baselines, the digit FD of the
 super-resolved test digits, and writes (input, output, truth) columns to ``figures/``.
+
+Measured (3000 steps, 204 s on 2 cores shared with other jobs; eval seed 0): PSNR 20.0 dB
+and L1 0.123 against bilinear 12.9 dB and bicubic 13.5 dB; digit FD: measured 2.5 (pix2pix:
+20.5 dB, FD 1.5; SR3: 19.1 dB for one sample, FD 1.47).
 """
 
 from jaxgen.config import DataConfig, EvalConfig, ExperimentConfig, OptimConfig, TrainConfig
