@@ -19,8 +19,9 @@ Measured (eval seed 0; 25 minutes of training on 2 cores shared with other jobs)
 19.1 dB for one sample (1000 ancestral steps) and 20.7 dB for the mean of 8 samples (an
 estimate of the posterior mean, which a sharp sample trails by about 3 dB), L1 0.132 /
 0.115, against pix2pix's 20.5 dB and the bilinear 12.9 dB; digit FD: measured 1.47 (pix2pix
-1.5; 1.52 and 1.65 at eval seeds 1 and 2); conditional test bits/dim 2.47. A 32-wide U-Net with one block a level (6400 steps)
-had 18.4 / 20.0 dB and FD 2.3; 16 wide, 17.7 dB and FD 4.0.
+1.5; 1.52 and 1.65 at eval seeds 1 and 2); conditional test bits/dim 2.47. A 32-wide
+U-Net with one block a level (6400 steps) had 18.4 / 20.0 dB and FD 2.3; 16 wide, 17.7 dB
+and FD 4.0.
 """
 
 from jaxgen.config import DataConfig, EvalConfig, ExperimentConfig, OptimConfig, TrainConfig
