@@ -155,7 +155,7 @@ CASES = [
     ("missing workdir", ["sample", "--workdir", "TMP/nosuch"], r"not a jaxgen run directory"),
     ("empty workdir", ["sample", "--workdir", "EMPTY"], r"not a jaxgen run directory"),
     ("sample workdir is a file", ["sample", "--workdir", "FILE"], r"not a jaxgen run directory"),
-    ("no --workdir", ["sample"], r"the following arguments are required: --workdir"),
+    ("no --workdir", ["sample"], r"one of --workdir RUN or --cascade FILE is required"),
     ("sampler on a VAE", [*S, "--sampler", "ddim"], r"'vae'.*sampler"),
     ("steps on a VAE", [*S, "--steps", "5"], r"'vae'.*num_steps"),
     (
