@@ -86,6 +86,11 @@ def test_bad_overrides_name_the_problem(digits_config, override, message):
         (TrainConfig, {"sample_every": -1}, "train.sample_every must be an integer >= 0"),
         (TrainConfig, {"seed": -1}, "train.seed must be an integer >= 0, got -1"),
         (TrainConfig, {"keep_checkpoints": 0}, "train.keep_checkpoints must be an integer >= 1"),
+        (
+            TrainConfig,
+            {"compute_dtype": "float16"},
+            "train.compute_dtype must be one of float32, bfloat16, got 'float16'",
+        ),
         (DataConfig, {"batch_size": 0}, "data.batch_size must be an integer >= 1, got 0"),
         (OptimConfig, {"learning_rate": float("nan")}, "optim.learning_rate must be a positive"),
         (OptimConfig, {"b2": 1.0}, "optim.b2 must be a number in [0, 1), got 1.0"),

@@ -24,6 +24,10 @@ power-iteration vectors) that replace the optimizer's values after the update; u
 for the other player are ignored (a generator loss may call the discriminator without
 changing it). ``discriminator_constraint`` maps the discriminator's parameters after each
 of its updates (WGAN's weight clipping).
+
+Mixed precision (``compute_dtype``) is as in :mod:`jaxgen.engine.step`: both losses are
+traced in the compute dtype, their per-example values, terms and state updates come back
+float32 before any reduction, and parameters, optimizer states and the EMA stay float32.
 """
 
 from __future__ import annotations
@@ -35,9 +39,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxgen.core.precision import resolve_compute_dtype
 from jaxgen.engine.ema import ema_decay_at, ema_update
 from jaxgen.engine.state import TrainState
-from jaxgen.engine.step import LossFn, all_finite
+from jaxgen.engine.step import LossFn, all_finite, call_loss
 
 GENERATOR = "generator"
 DISCRIMINATOR = "discriminator"
@@ -97,13 +102,16 @@ def _player_update(
     key: jax.Array,
     step: jax.Array,
     constraint: Callable[[Any], Any] | None,
+    compute_dtype: Any = None,
 ):
     """One optimizer step of ``player`` on its own loss; returns its new parameters,
     optimizer state and metrics."""
 
     def objective(own):
         full = {k: own if k == player else jax.lax.stop_gradient(v) for k, v in params.items()}
-        per_example, terms, state_updates = loss_fn(full, batch, key, step)
+        per_example, terms, state_updates = call_loss(
+            loss_fn, full, batch, key, step, compute_dtype=compute_dtype
+        )
         return jnp.mean(per_example), (terms, state_updates)
 
     (loss, (terms, state_updates)), grads = jax.value_and_grad(objective, has_aux=True)(
@@ -133,6 +141,7 @@ def make_adversarial_train_step(
     discriminator_steps: int = 1,
     ema_decay: float,
     discriminator_constraint: Callable[[Any], Any] | None = None,
+    compute_dtype: Any = None,
 ) -> Callable[[TrainState, Any], tuple[TrainState, dict[str, jax.Array]]]:
     """Build ``step(state, batch) -> (state, metrics)`` (not yet jitted); see the module
     docstring. ``batch`` holds ``discriminator_steps`` minibatches.
@@ -140,8 +149,10 @@ def make_adversarial_train_step(
     Metrics: ``discriminator_loss`` and the discriminator's terms (means over its ``k``
     updates), ``generator_loss`` and its terms, each player's gradient norm, ``loss`` (the
     discriminator loss, shown on the progress bar), ``grad_norm`` (both players' gradients
-    together) and ``finite``.
+    together) and ``finite``. ``compute_dtype``: the dtype the networks in both losses
+    compute in (None or ``"float32"``: as the parameters; ``"bfloat16"``).
     """
+    resolve_compute_dtype(compute_dtype)  # a bad name fails here, not when first traced
     if discriminator_steps < 1:
         raise ValueError(f"discriminator_steps must be >= 1, got {discriminator_steps}")
     missing = set(PLAYERS) - set(optimizers)
@@ -167,6 +178,7 @@ def make_adversarial_train_step(
                 round_key,
                 state.step,
                 discriminator_constraint,
+                compute_dtype,
             )
             return (own, opt_state), metrics
 
@@ -194,6 +206,7 @@ def make_adversarial_train_step(
             g_key,
             state.step,
             None,
+            compute_dtype,
         )
         params = {**params, GENERATOR: g_params}
         ema = ema_update(state.ema_params, params, decay=ema_decay_at(state.step, decay=ema_decay))

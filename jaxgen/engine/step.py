@@ -6,6 +6,11 @@ optax update and the EMA, and returns scalar metrics. It is a pure function of (
 batch), so ``jax.jit`` with shardings turns it into a data-parallel (or FSDP) step with no
 per-device code.
 
+Mixed precision (``compute_dtype``, :mod:`jaxgen.core.precision`): the loss is traced inside
+a compute-dtype scope, so the networks it builds compute in bfloat16, while the per-example
+loss and every floating term are cast to float32 before any reduction; parameters,
+gradients, optimizer state and EMA stay float32.
+
 Non-gradient state (an EMA codebook, running statistics of codes) lives in named top-level
 entries of the parameter dict, ``state_collections``: the loss sees them through
 ``stop_gradient``, the optimizer's change to them is discarded, and they take the values
@@ -22,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxgen.core.precision import cast_floating, compute_dtype_scope, resolve_compute_dtype
 from jaxgen.engine.ema import ema_decay_at, ema_update
 from jaxgen.engine.state import TrainState
 
@@ -70,12 +76,42 @@ def all_finite(tree: Any) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
+def call_loss(
+    loss_fn: LossFn,
+    params: Any,
+    batch: Any,
+    key: jax.Array,
+    step: jax.Array,
+    *,
+    compute_dtype: Any = None,
+) -> tuple[jax.Array, dict[str, jax.Array], dict[str, Any]]:
+    """``loss_fn(params, batch, key, step)`` traced in ``compute_dtype``
+    (:func:`jaxgen.core.precision.compute_dtype_scope`; None: as the parameters).
+
+    With a compute dtype, the per-example loss and the floating terms come back float32, so
+    every reduction of them (the batch mean, the metrics) is a float32 sum, and floating
+    state updates come back float32, like the parameters they replace. Without one (None or
+    float32) this is ``loss_fn(params, batch, key, step)`` as it is, its networks in their
+    parameters' dtype even inside an enclosing scope."""
+    compute_dtype = resolve_compute_dtype(compute_dtype)
+    with compute_dtype_scope(compute_dtype):
+        per_example, terms, state_updates = loss_fn(params, batch, key, step)
+    if compute_dtype is None:
+        return per_example, terms, state_updates
+    return (
+        cast_floating(per_example, jnp.float32),
+        cast_floating(terms, jnp.float32),
+        cast_floating(state_updates, jnp.float32),
+    )
+
+
 def make_train_step(
     loss_fn: LossFn,
     tx: optax.GradientTransformation,
     *,
     ema_decay: float,
     state_collections: tuple[str, ...] = (),
+    compute_dtype: Any = None,
 ) -> Callable[[TrainState, Any], tuple[TrainState, dict[str, jax.Array]]]:
     """Build ``step(state, batch) -> (state, metrics)`` (not yet jitted).
 
@@ -86,7 +122,11 @@ def make_train_step(
     Metrics are global-batch means of the loss and of each named term, the gradient's
     global norm, the learning-rate-free update norm, and ``finite`` (1.0 when the loss,
     the gradient and the update are finite), which the trainer uses to stop on NaN/Inf.
+
+    ``compute_dtype`` (None, ``"float32"`` or ``"bfloat16"``): the dtype the networks in the
+    loss compute in (module docstring); the reductions and all state stay float32.
     """
+    resolve_compute_dtype(compute_dtype)  # a bad name fails here, not when first traced
 
     def step(state: TrainState, batch: Any) -> tuple[TrainState, dict[str, jax.Array]]:
         key = state.step_key()
@@ -97,7 +137,9 @@ def make_train_step(
                     k: jax.lax.stop_gradient(v) if k in state_collections else v
                     for k, v in params.items()
                 }
-            per_example, terms, state_updates = loss_fn(params, batch, key, state.step)
+            per_example, terms, state_updates = call_loss(
+                loss_fn, params, batch, key, state.step, compute_dtype=compute_dtype
+            )
             return jnp.mean(per_example), (terms, state_updates)
 
         (loss, (terms, state_updates)), grads = jax.value_and_grad(objective, has_aux=True)(

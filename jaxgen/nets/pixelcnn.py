@@ -79,6 +79,7 @@ References:
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -103,7 +104,12 @@ def _cached_mask(kernel_size, in_features, out_features, mask_type, num_colors) 
 
 
 class MaskedConv(nnx.Module):
-    """Stride-1 SAME convolution with a causal mask (A or B) applied to its kernel."""
+    """Stride-1 SAME convolution with a causal mask (A or B) applied to its kernel.
+
+    ``dtype``: the computation dtype (None: the inputs' and parameters' common one); set by
+    :func:`jaxgen.nets.precision.merge` for mixed precision, like Flax's own layers."""
+
+    dtype: Any = None
 
     def __init__(
         self,
@@ -138,7 +144,7 @@ class MaskedConv(nnx.Module):
                 f"MaskedConv expects (B, H, W, {self.in_features}) inputs, got shape {x.shape}."
             )
         kernel = self.kernel[...]
-        dtype = jnp.result_type(x.dtype, kernel.dtype)
+        dtype = self.dtype or jnp.result_type(x.dtype, kernel.dtype)
         kernel = kernel.astype(dtype) * jnp.asarray(self.mask(), dtype)
         kh, kw = self.kernel_size
         y = jax.lax.conv_general_dilated(

@@ -232,9 +232,10 @@ class SpectralConv(_SpectralLayer):
 
     def __call__(self, x: jax.Array, *, update_stats: bool = True) -> jax.Array:
         _check_image(x, self)
+        kernel = self._normalized_kernel(update_stats)
         y = jax.lax.conv_general_dilated(
-            x,
-            self._normalized_kernel(update_stats),
+            x.astype(kernel.dtype),  # lax does not promote (a bf16 input, an f32 kernel)
+            kernel,
             window_strides=self.strides,
             padding=self.padding,
             dimension_numbers=_CONV_DIMS,
@@ -248,9 +249,10 @@ class SpectralConvTranspose(SpectralConv):
 
     def __call__(self, x: jax.Array, *, update_stats: bool = True) -> jax.Array:
         _check_image(x, self)
+        kernel = self._normalized_kernel(update_stats)
         y = jax.lax.conv_transpose(
-            x,
-            self._normalized_kernel(update_stats),
+            x.astype(kernel.dtype),
+            kernel,
             self.strides,
             self.padding,
             dimension_numbers=_CONV_DIMS,

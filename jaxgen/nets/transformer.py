@@ -66,7 +66,9 @@ def _attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Ar
     """``softmax(q k^T / sqrt(d) + M) v`` for (B, H, Tq, d), (B, H, Tk, d), mask (Tq, Tk)."""
     scores = jnp.einsum("bhqd,bhkd->bhqk", q, k) / math.sqrt(q.shape[-1])
     scores = jnp.where(mask[None, None], scores, -jnp.inf)
-    return jnp.einsum("bhqk,bhkd->bhqd", jax.nn.softmax(scores, axis=-1), v)
+    wide = jnp.promote_types(scores.dtype, jnp.float32)  # at least float32 (bf16 compute)
+    weights = jax.nn.softmax(scores.astype(wide), axis=-1).astype(v.dtype)
+    return jnp.einsum("bhqk,bhkd->bhqd", weights, v)
 
 
 def _dense(a: int, b: int, std: float, rngs: nnx.Rngs) -> nnx.Linear:

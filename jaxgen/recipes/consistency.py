@@ -51,7 +51,7 @@ from jaxgen import core
 from jaxgen import distillation as cm
 from jaxgen import sde as sde_lib
 from jaxgen.config import ConfigError
-from jaxgen.nets import UNet, UNetConfig
+from jaxgen.nets import UNet, UNetConfig, precision
 from jaxgen.recipes.base import check_choice
 from jaxgen.recipes.teacher_denoiser import Denoiser, DistillationRecipe
 
@@ -239,7 +239,7 @@ class ConsistencyRecipe(DistillationRecipe):
         if self.teacher_workdir is not None:
             clip = "straight_through" if self.config.model.clip_denoised else False
             return self.require_teacher().make_denoiser(net_params, clip=clip)
-        unet = nnx.merge(self.graphdef, net_params)
+        unet = precision.merge(self.graphdef, net_params)
         sigma_data = self.config.model.sigma_data
 
         def denoise(x: jax.Array, sigma: jax.Array) -> jax.Array:

@@ -27,7 +27,7 @@ from flax import nnx
 from jaxgen import core, diffusion
 from jaxgen.config import ConfigError
 from jaxgen.diffusion import continuous
-from jaxgen.nets import UNet, UNetConfig
+from jaxgen.nets import UNet, UNetConfig, precision
 from jaxgen.recipes import guidance as guide
 from jaxgen.recipes.base import Recipe, check_choice, evaluate_in_chunks
 from jaxgen.recipes.guidance import GuidanceConfig
@@ -175,7 +175,7 @@ class DDPMRecipe(Recipe):
                 params, dropout_key=dropout_key, image_inputs=image_inputs
             )
             return lambda x, t: cond(x, t, _labels_or_null(labels, x))
-        unet, extra = nnx.merge(self.graphdef, params), dict(image_inputs or {})
+        unet, extra = precision.merge(self.graphdef, params), dict(image_inputs or {})
 
         def fn(x: jax.Array, t: jax.Array) -> jax.Array:
             return unet(x, t, key=dropout_key, **inputs_for_batch(extra, x.shape[0]))
@@ -194,7 +194,7 @@ class DDPMRecipe(Recipe):
         if not self.classes:
             model = self.model_fn(params, dropout_key=dropout_key, image_inputs=image_inputs)
             return lambda x, t, labels: model(x, t)
-        unet, extra = nnx.merge(self.graphdef, params), dict(image_inputs or {})
+        unet, extra = precision.merge(self.graphdef, params), dict(image_inputs or {})
 
         def fn(x: jax.Array, t: jax.Array, labels: jax.Array) -> jax.Array:
             return unet(x, t, y=labels, key=dropout_key, **inputs_for_batch(extra, x.shape[0]))

@@ -35,7 +35,7 @@ from jaxgen import core
 from jaxgen import flow_matching as fm
 from jaxgen.config import ConfigError
 from jaxgen.data.registry import DATASET_NAMES, load_dataset
-from jaxgen.nets import DenoisingMLP, UNet
+from jaxgen.nets import DenoisingMLP, UNet, precision
 from jaxgen.recipes import guidance as guide
 from jaxgen.recipes.base import Recipe, check_choice, evaluate_in_chunks
 from jaxgen.recipes.flow_matching_config import (
@@ -181,7 +181,7 @@ class FlowMatchingRecipe(Recipe):
         """The raw network ``f(x, t)`` (its ``parameterization``); a class-conditional one at
         ``labels`` (``NULL_LABEL``, the unconditional model, where None); a super-resolution
         one given ``image_inputs`` (the condition's network inputs)."""
-        net = nnx.merge(self.graphdef, params)
+        net = precision.merge(self.graphdef, params)
 
         def fn(x: jax.Array, t: jax.Array) -> jax.Array:
             kwargs = inputs_for_batch(image_inputs, x.shape[0])

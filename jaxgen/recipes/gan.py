@@ -244,6 +244,7 @@ class GANRecipe(Recipe):
             tx,
             discriminator_steps=m.discriminator_steps,
             ema_decay=self.config.optim.ema_decay,
+            compute_dtype=self.config.train.compute_dtype,
             discriminator_constraint=objectives.discriminator_constraint(m.weight_clip),
         )
 

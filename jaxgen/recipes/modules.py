@@ -14,6 +14,8 @@ from typing import Any
 import jax
 from flax import nnx
 
+from jaxgen.nets import precision
+
 
 class ModuleSet:
     """``factories[name](rngs=...) -> nnx.Module``; graph definitions are built abstractly."""
@@ -34,5 +36,6 @@ class ModuleSet:
         }
 
     def bind(self, params: Mapping[str, Any], name: str) -> nnx.Module:
-        """The module ``name`` with ``params[name]`` (inside ``jit`` this is free)."""
-        return nnx.merge(self.graphdefs[name], params[name])
+        """The module ``name`` with ``params[name]`` (inside ``jit`` this is free), computing
+        in the active compute dtype (:func:`jaxgen.nets.precision.merge`)."""
+        return precision.merge(self.graphdefs[name], params[name])

@@ -31,7 +31,7 @@ from jaxgen import guidance as guidance_lib
 from jaxgen import sde as sde_lib
 from jaxgen.config import ConfigError
 from jaxgen.core.parameterization import broadcast_to_event
-from jaxgen.nets import NoisyClassifier, UNetConfig
+from jaxgen.nets import NoisyClassifier, UNetConfig, precision
 from jaxgen.recipes import guidance as guide
 from jaxgen.recipes.base import Recipe, check_choice
 
@@ -163,7 +163,7 @@ class NoisyClassifierRecipe(Recipe):
         self, params: Any, *, dropout_key: jax.Array | None = None
     ) -> Callable[[jax.Array, jax.Array], jax.Array]:
         """``logits(x_t, t) -> (B, K)`` in the process's time convention."""
-        net = nnx.merge(self.graphdef, params)
+        net = precision.merge(self.graphdef, params)
         return lambda x, t: net(x, self.noise_input(t), key=dropout_key)
 
     def log_prob_fn(self, params: Any) -> Callable[[jax.Array, jax.Array, jax.Array], jax.Array]:

@@ -130,6 +130,7 @@ class Pix2PixRecipe(Recipe):
             tx,
             discriminator_steps=1,
             ema_decay=self.config.optim.ema_decay,
+            compute_dtype=self.config.train.compute_dtype,
         )
 
     # ------------------------------------------------------------------ the players

@@ -26,7 +26,7 @@ from flax import nnx
 from jaxgen import core
 from jaxgen import sde as sde_lib
 from jaxgen.config import ConfigError
-from jaxgen.nets import UNet
+from jaxgen.nets import UNet, precision
 from jaxgen.recipes import guidance as guide
 from jaxgen.recipes.base import Recipe, check_choice, evaluate_in_chunks
 from jaxgen.recipes.score_sde_config import NOISE_CONDITIONINGS, SAMPLERS, ScoreSDEConfig
@@ -139,7 +139,7 @@ class ScoreSDERecipe(Recipe):
         """The raw network ``net(x, c)`` (``c``: the conditioning input); a class-conditional
         one at ``labels`` (``NULL_LABEL``, the unconditional model, where None); a
         super-resolution one given ``image_inputs`` (the condition's network inputs)."""
-        unet, extra = nnx.merge(self.graphdef, params), dict(image_inputs or {})
+        unet, extra = precision.merge(self.graphdef, params), dict(image_inputs or {})
         if not self.classes:
 
             def net(x: jax.Array, c: jax.Array) -> jax.Array:

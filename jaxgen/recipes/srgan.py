@@ -231,6 +231,7 @@ class SRGANRecipe(Recipe):
             tx,
             discriminator_steps=1,
             ema_decay=self.config.optim.ema_decay,
+            compute_dtype=self.config.train.compute_dtype,
         )
 
     # ------------------------------------------------------------------ the players

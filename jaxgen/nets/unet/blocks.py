@@ -113,7 +113,9 @@ class AttentionBlock(nnx.Module):
         qkv = self.qkv(self.norm(x)).reshape(b, n, 3, heads, d)
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
         logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) * (d**-0.5)
-        weights = jax.nn.softmax(logits, axis=-1)
+        # The softmax in float32 (bf16 logits lose the small differences it turns into weights).
+        wide = jnp.promote_types(logits.dtype, jnp.float32)
+        weights = jax.nn.softmax(logits.astype(wide), axis=-1).astype(v.dtype)
         out = jnp.einsum("bhqk,bkhd->bqhd", weights, v).reshape(b, n, ch)
         out = self.proj_out(out).reshape(b, hgt, wid, ch)
         return residual_sum(x, out, skip_rescale=self.skip_rescale)
