@@ -43,13 +43,15 @@ def _time(fn, *, repeats: int) -> float:
     return best
 
 
-def matmul_peak(sizes=(1024, 2048, 4096), repeats: int = 5) -> dict[str, float]:
-    """Best float32 GFLOP/s of an n x n matmul over a few sizes (2 n^3 FLOPs each)."""
+def matmul_peak(
+    sizes=(1024, 2048, 4096), repeats: int = 5, dtype: str = "float32"
+) -> dict[str, float]:
+    """Best GFLOP/s of an n x n ``dtype`` matmul over a few sizes (2 n^3 FLOPs each)."""
     out = {}
     dot = jax.jit(jnp.dot)
     for n in sizes:
-        a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-        b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+        a = jax.random.normal(jax.random.key(0), (n, n), dtype)
+        b = jax.random.normal(jax.random.key(1), (n, n), dtype)
         dot(a, b).block_until_ready()
         seconds = _time(lambda a=a, b=b: dot(a, b).block_until_ready(), repeats=repeats)
         out[f"matmul_{n}_gflops"] = 2 * n**3 / seconds / 1e9

@@ -155,7 +155,11 @@ class OptimConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """The training loop: length, seed, cadence of logs, checkpoints and sample grids."""
+    """The training loop: length, seed, cadence of logs, checkpoints and sample grids;
+    ``compute_dtype`` "bfloat16": networks compute in bf16 while training (parameters,
+    optimizer state, EMA, loss reductions, sampling and evaluation stay float32);
+    ``mesh_fsdp``: devices of one host sharing each parameter with ``shard_params``, and
+    ``mesh_slices``: slices or hosts on the data axis (:mod:`jaxgen.engine.sharding`)."""
 
     num_steps: int = 1000
     seed: int = 0
@@ -167,7 +171,10 @@ class TrainConfig:
     async_checkpoints: bool = True
     shard_params: bool = False
     shard_params_min_size: int = 2**18
+    mesh_fsdp: int = 1
+    mesh_slices: int = 1
     progress_bar: bool = True
+    compute_dtype: str = "float32"
 
     SECTION: ClassVar[str] = "train"
 
@@ -177,6 +184,9 @@ class TrainConfig:
         _check_int(self, "keep_checkpoints", 1)
         for name in ("sample_every", "seed", "shard_params_min_size"):
             _check_int(self, name, 0)
+        for name in ("mesh_fsdp", "mesh_slices"):
+            _check_int(self, name, 1)
+        _check_choice(self, "compute_dtype", ("float32", "bfloat16"))
 
 
 @dataclasses.dataclass(frozen=True)

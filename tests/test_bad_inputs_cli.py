@@ -66,6 +66,31 @@ CASES = [
         [*T, "train.shard_params_min_size=-1"],
         r"train\.shard_params_min_size .*>= 0",
     ),
+    ("mesh_fsdp=0", [*T, "train.mesh_fsdp=0"], r"train\.mesh_fsdp must be an integer >= 1, got 0"),
+    ("mesh_fsdp=3", [*T, "train.mesh_fsdp=3"], r"train\.mesh_fsdp=3 must be a positive divisor"),
+    ("mesh_slices=2", [*T, "train.mesh_slices=2"], r"train\.mesh_slices=2 but the devices"),
+    ("compute_dtype", [*T, "train.compute_dtype=float16"], r"train\.compute_dtype.*bfloat16"),
+    # --- multi-process flags (checked before jax.distributed starts) ---------------------
+    (
+        "coordinator without a port",
+        [*T, "--coordinator", "localhost", "--num-processes", "2", "--process-id", "0"],
+        r"coordinator address must be HOST:PORT .*'localhost'",
+    ),
+    (
+        "coordinator without the processes",
+        [*T, "--coordinator", "127.0.0.1:1234"],
+        r"needs the number of processes and this process's id",
+    ),
+    (
+        "process id out of range",
+        [*T, "--coordinator", "127.0.0.1:1234", "--num-processes", "2", "--process-id", "2"],
+        r"process id must be in \[0, 2\)",
+    ),
+    (
+        "processes without a coordinator",
+        [*T, "--num-processes", "2", "--process-id", "0"],
+        r"given with a coordinator address",
+    ),
     ("batch_size=0", [*T, "data.batch_size=0"], r"data\.batch_size must be an integer >= 1, got 0"),
     ("batch_size=-8", [*T, "data.batch_size=-8"], r"data\.batch_size .*got -8"),
     (

@@ -274,6 +274,25 @@ def _add_guidance_flags(p: argparse.ArgumentParser) -> None:
 
 def _add_quiet(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars or messages on stderr")
+    _add_process_flags(p)
+
+
+def _add_process_flags(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group(
+        "multi-process (multi-host) jobs",
+        "Start the same command in every process. --distributed alone reads the cluster's "
+        "environment (Slurm, Open MPI, Cloud TPU); or name the coordinator and the processes.",
+    )
+    group.add_argument(
+        "--distributed", action="store_true", help="join a multi-process job (jax.distributed)"
+    )
+    group.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address and port")
+    group.add_argument(
+        "--num-processes", type=arguments.positive_int, metavar="N", help="processes in the job"
+    )
+    group.add_argument(
+        "--process-id", type=arguments.non_negative_int, metavar="I", help="this process (0..N-1)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -411,6 +430,11 @@ def _run(args: argparse.Namespace) -> int:
     _configure_runtime()
     from jaxgen.run import CheckpointError, DatasetNotFoundError, NonFiniteLossError
 
+    try:
+        _start_distributed(args)
+    except ValueError as err:
+        return _report(args, " ".join(str(err).split()))
+
     user_errors = (UsageError, ConfigError, DatasetNotFoundError, CheckpointError)
     try:
         return args.fn(args)
@@ -421,6 +445,23 @@ def _run(args: argparse.Namespace) -> int:
             raise
         message = f"{err.strerror}: {err.filename}"
     return _report(args, message)
+
+
+def _start_distributed(args: argparse.Namespace) -> None:
+    """Join the multi-process job the flags ask for (before any JAX computation)."""
+    explicit = (args.coordinator, args.num_processes, args.process_id)
+    if not args.distributed and all(v is None for v in explicit):
+        return
+    from jaxgen.run import start_distributed
+
+    index, _ = start_distributed(
+        coordinator_address=args.coordinator,
+        num_processes=args.num_processes,
+        process_id=args.process_id,
+    )
+    if index != 0:  # process 0 speaks for the job: the others log only warnings and errors
+        os.environ[QUIET_ENV] = "1"
+        logging.getLogger().setLevel(logging.WARNING)
 
 
 QUIET_ENV = "JAXGEN_QUIET"

@@ -32,6 +32,8 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from jaxgen.engine import distributed
+
 log = logging.getLogger(__name__)
 
 MANIFEST_SUFFIX = ".sha256.json"
@@ -251,6 +253,9 @@ class Checkpointer:
         return None
 
     def _quarantine(self, step: int) -> pathlib.Path:
+        # Every process found the step damaged (the same files); process 0 renames it, and
+        # no process lists the steps again before the rename is done.
+        distributed.barrier(f"jaxgen-quarantine-{self.directory}-{step}-before")
         source = self.directory / str(step)
         target = self.directory / f"{step}.corrupt"
         k = 1
@@ -262,6 +267,7 @@ class Checkpointer:
             manifest = self._manifest(step)
             if manifest.exists():
                 manifest.rename(self._manifest(target.name))
+        distributed.barrier(f"jaxgen-quarantine-{self.directory}-{step}-after")
         return target
 
     def close(self) -> None:

@@ -54,7 +54,9 @@ How a step trains is also the recipe's to say, through the engine's step builder
   one per player, ``{name: optimizer}`` over top-level parameter entries (GANs);
 * ``make_train_step(tx)``: the uncompiled ``step(state, batch) -> (state, metrics)``; the
   default is the single-objective :func:`jaxgen.engine.step.make_train_step` over
-  ``training_loss``, GANs use :mod:`jaxgen.engine.adversarial_step`;
+  ``training_loss``, GANs use :mod:`jaxgen.engine.adversarial_step`; both take
+  ``compute_dtype=config.train.compute_dtype`` (mixed precision: networks built with
+  ``jaxgen.nets.precision.merge`` compute in it while the step is traced);
 * ``minibatches_per_step``: how many minibatches of ``data.batch_size`` one step consumes
   (``k`` discriminator minibatches for GANs; 1 by default).
 """
@@ -70,7 +72,7 @@ import numpy as np
 
 from jaxgen.config import ConfigError, ExperimentConfig
 from jaxgen.core.sampling import SamplerOutput
-from jaxgen.engine import sharding
+from jaxgen.engine import distributed, sharding
 from jaxgen.engine.optimizer import make_optimizer
 from jaxgen.engine.state import TrainState
 from jaxgen.engine.step import Optimizer, make_train_step
@@ -191,12 +193,14 @@ class Recipe(abc.ABC):
     def make_train_step(
         self, tx: Optimizer
     ) -> Callable[[TrainState, Any], tuple[TrainState, dict[str, jax.Array]]]:
-        """The uncompiled training step (default: one objective, ``training_loss``)."""
+        """The uncompiled training step (default: one objective, ``training_loss``), its
+        networks computing in ``config.train.compute_dtype``."""
         return make_train_step(
             self.training_loss,
             tx,
             ema_decay=self.config.optim.ema_decay,
             state_collections=self.state_collections,
+            compute_dtype=self.config.train.compute_dtype,
         )
 
     def evaluate(self, params: Any, images: Any, key: jax.Array) -> dict[str, float]:
@@ -238,7 +242,7 @@ def evaluate_in_chunks(
     for i, start in enumerate(range(0, len(images), batch_size)):
         chunk, n = sharding.pad_to_devices(images[start : start + batch_size], batch_size, mesh)
         out = jitted(params, chunk, jax.random.fold_in(key, i))
-        chunks.append(jax.tree.map(lambda a, n=n: _per_example(np.asarray(a), n), out))
+        chunks.append(jax.tree.map(lambda a, n=n: _per_example(distributed.to_host(a), n), out))
     return jax.tree.map(lambda *parts: np.concatenate(parts), *chunks)
 
 

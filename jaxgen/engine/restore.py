@@ -34,7 +34,7 @@ def restore_train_state(
     Raises:
       CheckpointError: no checkpoint, none for ``step``, or ``step`` is damaged.
     """
-    mesh = mesh or sharding.make_mesh()
+    mesh = mesh or sharding.mesh_for(config)
     _, _, abstract, _ = abstract_train_state(recipe, config, mesh, init_batch=init_batch)
     checkpointer = Checkpointer(
         pathlib.Path(workdir) / "checkpoints", use_async=False, read_only=True

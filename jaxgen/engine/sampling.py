@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen.engine import progress, sharding
+from jaxgen.engine import distributed, progress, sharding
 from jaxgen.engine.recipe import Recipe, sample_array
 
 # ``condition(indices) -> {name: rows}``: the conditioning rows of the examples ``indices``.
@@ -106,11 +106,11 @@ class ChunkedSampler:
             cond = None
             if self.condition is not None:
                 rows = self.condition(start + np.arange(self.chunk))
-                cond = jax.device_put(
-                    {k: np.asarray(v) for k, v in rows.items()},
-                    sharding.batch_sharding(self.mesh),
-                )
-            return np.asarray(self._draw(params, key, jnp.int32(start), cond, traced))
+                cond = {
+                    k: sharding.put_global(np.asarray(v), sharding.batch_sharding(self.mesh))
+                    for k, v in rows.items()
+                }
+            return distributed.to_host(self._draw(params, key, jnp.int32(start), cond, traced))
 
         if progress_desc is None:
             parts = [chunk_at(start) for start in starts]
@@ -201,4 +201,9 @@ def _on_mesh(params: Any, mesh: jax.sharding.Mesh) -> Any:
     leaves = jax.tree.leaves(params)
     if all(getattr(x, "sharding", None) and x.sharding.device_set == devices for x in leaves):
         return params
-    return jax.device_put(params, sharding.replicated(mesh))
+    if all(getattr(x, "is_fully_addressable", True) for x in leaves):
+        return jax.device_put(params, sharding.replicated(mesh))
+    # Across processes: gather, then place (each process fills its own devices).
+    return jax.tree.map(
+        lambda x: sharding.put_global(distributed.to_host(x), sharding.replicated(mesh)), params
+    )

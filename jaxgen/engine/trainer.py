@@ -39,7 +39,7 @@ from jaxgen.config import ConfigError, ExperimentConfig, config_to_json, diff_co
 from jaxgen.data import checks
 from jaxgen.data.loader import BatchLoader, Transform
 from jaxgen.data.registry import Dataset
-from jaxgen.engine import progress, sharding
+from jaxgen.engine import distributed, progress, sharding
 from jaxgen.engine.checkpointing import Checkpointer, CheckpointError
 from jaxgen.engine.metrics_writer import MetricsWriter
 from jaxgen.engine.optimizer import learning_rate_schedule
@@ -267,15 +267,16 @@ def train_loop(
         aside as ``*.corrupt``); without it such a workdir raises ``CheckpointError``.
     """
     workdir = pathlib.Path(workdir)
+    distributed.check_same_on_every_process(config_to_json(config), what="config")
     _check_workdir_config(workdir, config)
-    mesh = mesh or sharding.make_mesh()
+    mesh = mesh or sharding.mesh_for(config)
     examples_per_step = config.data.batch_size * recipe.minibatches_per_step
     loader = BatchLoader(
         dataset.source,
         global_batch_size=examples_per_step,
         seed=config.train.seed,
         mesh=mesh,
-        data_axis=sharding.DATA_AXIS,
+        data_axis=sharding.batch_axes(mesh),
         transform=transform,
     )
     first = loader.host_batch_at(0)
@@ -356,7 +357,9 @@ def _run(
                     done = step + 1
                     window.push(done, metrics)
                     pbar.update(done - pbar.n)
-                    interrupt = stop.requested or (
+                    # Every process must stop at the same step (else one waits forever in the
+                    # next step's collectives): a signal to any process stops them all.
+                    interrupt = distributed.any_process(stop.requested) or (
                         stop_at_step is not None and done >= stop_at_step
                     )
                     checkpoint = done % tcfg.checkpoint_every == 0 or done == total or interrupt

@@ -8,7 +8,8 @@ this floor (and :mod:`jaxgen.config`).
 * :func:`families`, :func:`get_recipe`: the family table (:mod:`jaxgen.run.families`);
 * :func:`build_recipe`, :func:`load_train_dataset`: the pieces ``train`` is made of;
 * :func:`training_dataset`, :func:`teacher_pairs`, :func:`load_teacher`: a flow-matching
-  run's teacher pairs (reflow, distillation) and paired data (:mod:`jaxgen.run.teacher`).
+  run's teacher pairs (reflow, distillation) and paired data (:mod:`jaxgen.run.teacher`);
+* :func:`start_distributed`: join a multi-process (multi-host) job before anything else runs.
 
 Importing this package installs the family table as :mod:`jaxgen.config`'s model-config
 resolver, so saved ``config.json`` files load without ``config`` knowing any family.
@@ -17,6 +18,7 @@ resolver, so saved ``config.json`` files load without ``config`` knowing any fam
 from jaxgen.config import set_model_config_resolver
 from jaxgen.data.tfds_images import DatasetNotFoundError
 from jaxgen.engine.checkpointing import CheckpointError
+from jaxgen.engine.distributed import initialize as start_distributed
 from jaxgen.engine.trainer import NonFiniteLossError, TrainResult
 from jaxgen.run.data import load_train_dataset
 from jaxgen.run.evaluate import SAMPLE_METRICS, TrainAndEvalResult, evaluate_run, train_and_evaluate
@@ -96,6 +98,7 @@ __all__ = [
     "predict_digit_labels",
     "sampler_help",
     "save_figures",
+    "start_distributed",
     "sweep_table",
     "teacher_pairs",
     "train",

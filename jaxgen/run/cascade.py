@@ -35,6 +35,7 @@ import jax
 import numpy as np
 
 from jaxgen.config import ConfigError, load_experiment
+from jaxgen.engine import distributed
 from jaxgen.engine.sampling import ChunkedSampler
 from jaxgen.run.evaluate import SAMPLE_METRICS
 from jaxgen.run.families import model_config_class
@@ -361,10 +362,11 @@ def evaluate_cascade(
             }
         )
     out = out or pathlib.Path("runs") / cascade.name / "eval"
-    out.mkdir(parents=True, exist_ok=True)
     result = {"cascade": cascade.name, "seed": seed, "num_samples": n, "rows": rows}
-    (out / "cascade_eval.json").write_text(json.dumps(result, indent=2))
-    (out / "cascade_eval.md").write_text(cascade_table(rows))
+    if distributed.is_main_process():  # one writer in a multi-process job
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "cascade_eval.json").write_text(json.dumps(result, indent=2))
+        (out / "cascade_eval.md").write_text(cascade_table(rows))
     return result
 
 

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgen.config import ConfigError
+from jaxgen.engine import distributed
 from jaxgen.run.evaluate import SAMPLE_METRICS
 from jaxgen.run.guidance import Classifier, check_guidance, guided_sampler
 from jaxgen.run.inference import LoadedRun, check_sample_options
@@ -157,10 +158,11 @@ def guidance_sweep(
         "rows": rows,
     }
     out = pathlib.Path(out_dir) if out_dir is not None else run.workdir / "eval"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "guidance_sweep.json").write_text(json.dumps(result, indent=2))
-    (out / "guidance_sweep.md").write_text(sweep_table(rows))
-    plot_sweep(rows, out / "guidance_sweep.png")
+    if distributed.is_main_process():  # one writer in a multi-process job
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "guidance_sweep.json").write_text(json.dumps(result, indent=2))
+        (out / "guidance_sweep.md").write_text(sweep_table(rows))
+        plot_sweep(rows, out / "guidance_sweep.png")
     return result
 
 

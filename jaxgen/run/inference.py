@@ -12,6 +12,7 @@ import numpy as np
 
 from jaxgen.config import ConfigError, ExperimentConfig, apply_overrides, config_from_json
 from jaxgen.data.registry import Dataset
+from jaxgen.engine import distributed
 from jaxgen.engine.recipe import Recipe
 from jaxgen.engine.restore import restore_train_state
 from jaxgen.engine.sampling import ChunkedSampler
@@ -148,8 +149,11 @@ def write_samples(
     """Save ``samples`` as ``<stem>.npy`` plus a picture or text of them: a grid of images
     (``num_cols`` columns, default square), decoded token sequences (recipes with
     ``decode_samples``) or the density of 2-D points; the class each sample was asked for,
-    if given, as ``<stem>_labels.npy``. Returns the paths written and the samples' shape."""
+    if given, as ``<stem>_labels.npy``. Returns the paths written and the samples' shape.
+    In a multi-process job only process 0 writes (every process returns the same record)."""
     directory = pathlib.Path(directory)
+    if not distributed.is_main_process():
+        return _record_only(run, samples, directory, stem, labels=labels)
     directory.mkdir(parents=True, exist_ok=True)
     np.save(directory / f"{stem}.npy", samples)
     record: dict[str, Any] = {"npy": str(directory / f"{stem}.npy"), "shape": list(samples.shape)}
@@ -168,4 +172,18 @@ def write_samples(
     elif samples.ndim == 2 and samples.shape[1] == 2:  # 2-D points: their density
         picture = density_picture(samples)
         record["png"] = str(save_png(directory / f"{stem}.png", picture, upscale=4))
+    return record
+
+
+def _record_only(
+    run: LoadedRun, samples: np.ndarray, directory: pathlib.Path, stem: str, *, labels: Any
+) -> dict[str, Any]:
+    """The record :func:`write_samples` returns, without writing (processes other than 0)."""
+    record: dict[str, Any] = {"npy": str(directory / f"{stem}.npy"), "shape": list(samples.shape)}
+    if labels is not None:
+        record["labels"] = str(directory / f"{stem}_labels.npy")
+    if samples.ndim == 4 or (samples.ndim == 2 and samples.shape[1] == 2):
+        record["png"] = str(directory / f"{stem}.png")
+    elif hasattr(run.recipe, "decode_samples"):
+        record["txt"] = str(directory / f"{stem}.txt")
     return record

@@ -103,16 +103,31 @@ def single_device_run():
     return _run_steps(config, mesh, 3)
 
 
-@pytest.mark.parametrize("shard_params", [False, True])
-def test_sharded_step_matches_single_device(shard_params, single_device_run):
+def _split_axes(tree) -> set:
+    """The mesh axes some leaf of ``tree`` is split over."""
+    axes = set()
+    for x in jax.tree.leaves(tree):
+        for entry in x.sharding.spec:
+            axes.update((entry,) if isinstance(entry, str) else (entry or ()))
+    return axes
+
+
+@pytest.mark.parametrize(
+    "shard_params, fsdp, split_over",
+    [(False, 1, set()), (True, 1, {"data", "fsdp"}), (True, 4, {"fsdp"})],
+    ids=["replicated", "fsdp-all-devices", "data2-x-fsdp4"],
+)
+def test_sharded_step_matches_single_device(shard_params, fsdp, split_over, single_device_run):
+    """Data parallel, FSDP over all 8 devices, and a 2 x 4 (data x fsdp) mesh whose
+    parameters are split over the fsdp axis only: the same steps as one device."""
     single, losses_1 = single_device_run
-    multi, losses_8 = _run_steps(_sharding_config(shard_params), sharding.make_mesh(8), 3)
+    mesh = sharding.make_mesh(8, fsdp=fsdp)
+    multi, losses_8 = _run_steps(_sharding_config(shard_params), mesh, 3)
     np.testing.assert_allclose(losses_8, losses_1, rtol=2e-5)
     assert leaves_close(multi.params, single.params, rtol=1e-4, atol=1e-6)
     assert leaves_close(multi.ema_params, single.ema_params, rtol=1e-4, atol=1e-6)
-    if shard_params:  # some leaf really is split over the 8 devices
-        specs = [x.sharding.spec for x in jax.tree.leaves(multi.params)]
-        assert any("data" in tuple(spec) for spec in specs)
+    assert _split_axes(multi.params) == split_over
+    assert _split_axes(multi.opt_state) == split_over
     assert not np.allclose(losses_1[0], losses_1[1])  # the steps do change the model
 
 
