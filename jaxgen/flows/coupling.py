@@ -169,8 +169,11 @@ def _affine_params(conditioner_fn, masked, b, like, scale_fn, scale_factor):
     out = conditioner_fn(masked)
     if not isinstance(out, (tuple, list)) or len(out) != 2:
         raise ValueError("an affine conditioner_fn must return (shift, raw_log_scale)")
-    shift = _check_output(out[0], like, "shift")
-    raw = _check_output(out[1], like, "raw_log_scale")
+    # A conditioner computing in bf16 (mixed precision) returns bf16: the coupling itself, its
+    # log-scale and its log-determinant, stay in the data's precision (at least float32).
+    wide = jnp.promote_types(like.dtype, jnp.float32)
+    shift = _check_output(out[0], like, "shift").astype(wide)
+    raw = _check_output(out[1], like, "raw_log_scale").astype(wide)
     log_s = (1.0 - b) * coupling_log_scale(raw, scale_fn=scale_fn, scale_factor=scale_factor)
     return shift, log_s
 
