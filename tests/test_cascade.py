@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import shutil
 import textwrap
 import types
 
@@ -25,7 +26,13 @@ import numpy as np
 import pytest
 
 from jaxgen.cli import main
-from jaxgen.config import ConfigError, apply_overrides, load_experiment
+from jaxgen.config import (
+    ConfigError,
+    apply_overrides,
+    config_from_json,
+    config_to_json,
+    load_experiment,
+)
 from jaxgen.core.resize import downsample_mean
 from jaxgen.run import cascade as cascade_lib
 from jaxgen.run import load_train_dataset, model_config_class, train
@@ -34,6 +41,8 @@ from jaxgen.run.cascade import CascadeConfig, CascadeStage
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TINY = [
     "model.unet.channels=4",
+    "model.unet.channel_mult=(1,)",  # one level, one block: compile time grows with depth
+    "model.unet.num_res_blocks=1",
     "model.unet.num_groups=4",
     "model.unet.attention_resolutions=()",
     "model.unet.init_scale=1.0",  # (not zero: after two steps the condition shows)
@@ -195,8 +204,16 @@ def test_missing_and_unfinished_stages_are_refused(stages, tmp_path):
     )
     with pytest.raises(ConfigError, match=r"stage 1 .*nope.*no config.json.*jaxgen train x.py"):
         cascade_lib.check_cascade(missing)
+    # an unfinished run: the trained super-resolution stage (newest checkpoint step 2) with
+    # its config asking for 4 steps, as a run stopped halfway leaves it (no training here)
     unfinished = tmp_path / "unfinished"
-    train(_config("sr3_digits.py", "train.num_steps=4"), unfinished, stop_at_step=2)
+    shutil.copytree(sr, unfinished)
+    config = config_from_json(
+        (unfinished / "config.json").read_text(), resolve_model=model_config_class
+    )
+    assert config.train.num_steps == 2
+    config = apply_overrides(config, ["train.num_steps=4"])
+    (unfinished / "config.json").write_text(config_to_json(config))
     cascade = CascadeConfig("c", (CascadeStage(base), CascadeStage(str(unfinished))))
     with pytest.raises(ConfigError, match="unfinished: its newest checkpoint is step 2 of 4"):
         cascade_lib.check_cascade(cascade)

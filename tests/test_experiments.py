@@ -103,6 +103,7 @@ def test_sde_cifar10_config_trains_on_mock_tfds_data(tmp_path):
             [
                 "model.channels=8",
                 "model.residual_channels=4",
+                "model.num_residual_blocks=1",  # (two in the paper config)
                 "model.num_codes=8",
                 "model.embedding_dim=4",
             ],
