@@ -34,6 +34,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 from jaxgen.config import ConfigError, ExperimentConfig, config_to_json, diff_configs
 from jaxgen.data import checks
@@ -46,7 +48,7 @@ from jaxgen.engine.optimizer import learning_rate_schedule
 from jaxgen.engine.recipe import Recipe
 from jaxgen.engine.sampling import ChunkedSampler, ConditionFn
 from jaxgen.engine.state import TrainState
-from jaxgen.engine.step import Optimizer, all_finite, init_train_state
+from jaxgen.engine.step import Optimizer, init_train_state
 from jaxgen.images import make_grid, save_png
 
 log = logging.getLogger(__name__)
@@ -223,12 +225,25 @@ def _check_finite(
         )
 
 
-_all_finite_jit = jax.jit(all_finite)
+def _state_is_finite(state: Any) -> bool:
+    """Whether every floating value of ``state`` is finite, in every process: each process
+    checks the shards it holds on the host (no compiled program per state shape, which
+    every run would otherwise compile once), and the processes agree."""
+    bad = False
+    for leaf in jax.tree.leaves(state):
+        if not jnp.issubdtype(jnp.result_type(leaf), jnp.inexact):
+            continue
+        shards = leaf.addressable_shards if isinstance(leaf, jax.Array) else None
+        parts = [s.data for s in shards if s.replica_id == 0] if shards else [leaf]
+        if any(not np.isfinite(np.asarray(part)).all() for part in parts):
+            bad = True
+            break
+    return not distributed.any_process(bad)
 
 
 def _check_finite_state(step: int, state: TrainState, checkpointer: Checkpointer) -> None:
     """Stop before saving a state with a NaN or Inf in its parameters, EMA or moments."""
-    if not bool(_all_finite_jit(state)):
+    if not _state_is_finite(state):
         what = "parameters or optimizer state (the loss was still finite)"
         _check_finite(step, {"finite": 0.0}, checkpointer, what=what)
 

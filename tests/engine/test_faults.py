@@ -20,6 +20,7 @@ import json
 import pathlib
 import signal
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -156,6 +157,11 @@ def test_nonfinite_parameters_are_never_saved(tmp_path):
     with pytest.raises(NonFiniteLossError, match="non-finite parameters .* at step 7"):
         _check_finite_state(7, state, ckpt)
     _check_finite_state(7, {"w": jnp.ones(2), "count": jnp.array(3)}, ckpt)  # finite: fine
+    # Checked shard by shard on the host: a NaN in the last of 8 shards is found.
+    mesh = sharding.make_mesh(8)
+    split = jax.device_put(jnp.arange(8.0).at[7].set(jnp.nan), sharding.batch_sharding(mesh))
+    with pytest.raises(NonFiniteLossError, match="at step 7"):
+        _check_finite_state(7, {"w": split}, ckpt)
     ckpt.close()
 
 
