@@ -55,6 +55,7 @@ def x64():
 # (the CLI tests sort late) leaves the other worker idle at the end. Longest first keeps
 # both workers busy to the end; the order inside a file, and of all other files, is kept.
 SLOW_FILES_FIRST: tuple[str, ...] = (
+    "tests/test_multiprocess.py",
     "tests/test_cli.py",
     "tests/recipes/test_vae_recipes.py",
     "tests/test_conventions.py",

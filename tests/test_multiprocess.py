@@ -3,8 +3,10 @@
 
 For a diffusion and a GAN recipe, the two-process job trains, checkpoints, is stopped by a
 SIGTERM sent to ONE of its processes (both stop at the same step with one checkpoint), is
-resumed, samples and evaluates from the command line. Its parameters, sample files and
-evaluation numbers equal the one-process run's, to a tolerance:
+resumed, samples and evaluates, through the command line's ``main`` (each process runs a
+driver that calls ``jaxgen.cli.main`` for every command in turn, so the processes start
+once: ``jax.distributed`` joins a process to one job for its lifetime). Its parameters,
+sample files and evaluation numbers equal the one-process run's, to a tolerance:
 
 * parameters: ``rtol = 1e-4, atol = 1e-6`` -- the two jobs compute the same maths on the same
   global batches; only the order in which the gradient all-reduce adds the 8 per-device
@@ -87,48 +89,39 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _launch(argv: list[str]) -> list[subprocess.Popen]:
-    port = _free_port()
-    return [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "jaxgen.cli",
-                *argv,
-                "--coordinator",
-                f"127.0.0.1:{port}",
-                "--num-processes",
-                "2",
-                "--process-id",
-                str(pid),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=_env(),
-            cwd=ROOT,
-        )  # fmt: skip
-        for pid in range(2)
-    ]
+# Each process: for every recipe, train until a SIGTERM (sent by the test to one process),
+# resume to EXTRA_STEPS more steps, sample, evaluate; outputs are framed by marker lines.
+DRIVER = """
+import json, pathlib, sys
+from jaxgen.cli import main
+
+flags, jobs, extra = sys.argv[1:7], json.loads(sys.argv[7]), int(sys.argv[8])
+for job in jobs:
+    workdir = pathlib.Path(job["workdir"])
+    for phase, argv in (("stopped", ["train.num_steps=1000000"]), ("resumed", None)):
+        if argv is None:
+            steps = [int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()]
+            argv = [f"train.num_steps={max(steps) + extra}"]
+        print(f"@@ {job['name']} {phase}", flush=True)
+        assert main(["train", job["experiment"], "--workdir", str(workdir), *job["overrides"],
+                     *argv, *flags]) == 0
+    print(f"@@ {job['name']} sample", flush=True)
+    assert main(["sample", "--workdir", str(workdir), "--num-samples", job["samples"],
+                 *flags]) == 0
+    print(f"@@ {job['name']} eval", flush=True)
+    assert main(["eval", "--workdir", str(workdir), *flags]) == 0
+print("@@ done", flush=True)
+"""
 
 
-def _finish(procs: list[subprocess.Popen], timeout: float = 240) -> list[str]:
-    outputs = []
-    try:
-        for proc in procs:
-            outputs.append(proc.communicate(timeout=timeout)[0])
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-    for pid, (proc, out) in enumerate(zip(procs, outputs, strict=True)):
-        assert proc.returncode == 0, f"process {pid}:\n{out[-4000:]}"
-    return outputs
-
-
-def _last_json(out: str) -> dict:
-    return json.loads(out[out.rindex("\n{") + 1 : out.rindex("}") + 1])
+def _sections(out: str) -> dict[str, dict]:
+    """``{"<name> <phase>": the last JSON object printed in that phase}``."""
+    found = {}
+    for part in out.split("@@ ")[1:]:
+        title, _, text = part.partition("\n")
+        if "{" in text:
+            found[title.strip()] = json.loads(text[text.index("{") : text.rindex("}") + 1])
+    return found
 
 
 def _config(name: str, *extra: str):
@@ -138,52 +131,97 @@ def _config(name: str, *extra: str):
     return apply_overrides(config, [*COMMON, *RECIPES[name], *extra])
 
 
-@pytest.mark.parametrize("name", list(RECIPES))
-def test_two_process_job_matches_one_process(name, tmp_path):
-    overrides = [*COMMON, *RECIPES[name]]
-    experiment = str(ROOT / "experiments" / f"{name}.py")
-    workdir = tmp_path / "job"
-    train_argv = ["train", experiment, "--workdir", str(workdir), *overrides]
-
-    # Train until a SIGTERM reaches process 1 only: both processes stop at the same step.
-    procs = _launch([*train_argv, "train.num_steps=1000000"])
-    deadline = time.monotonic() + 180
-    metrics = workdir / "metrics.jsonl"
-    while not (metrics.exists() and metrics.stat().st_size > 0):
-        assert time.monotonic() < deadline and all(p.poll() is None for p in procs), (
-            procs[0].communicate()[0][-3000:] if procs[0].poll() is not None else "timeout"
-        )
+def _wait_for(path: pathlib.Path, procs: list[subprocess.Popen], timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while not (path.exists() and path.stat().st_size > 0):
+        if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+            for p in procs:
+                p.kill()
+            raise AssertionError(f"no {path}: " + procs[0].communicate()[0][-4000:])
         time.sleep(0.2)
-    procs[1].send_signal(signal.SIGTERM)
-    outs = _finish(procs)
-    summaries = [_last_json(out) for out in outs]
-    stop = summaries[0]["step"]
-    assert all(s["stopped_early"] and s["step"] == stop for s in summaries), summaries
-    steps = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
-    assert steps == [stop]  # one checkpoint, the agreed step
 
-    # Resume to the end, then sample and evaluate, all as two processes.
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory):
+    """The two-process job over both recipes; SIGTERM goes to process 1 during the DDPM's
+    training and to process 0 during the GAN's. Returns (root, per-process sections)."""
+    root = tmp_path_factory.mktemp("two_processes")
+    jobs = [
+        {
+            "name": name,
+            "experiment": str(ROOT / "experiments" / f"{name}.py"),
+            "workdir": str(root / name),
+            "overrides": [*COMMON, *RECIPES[name]],
+            "samples": str(NUM_SAMPLES),
+        }
+        for name in RECIPES
+    ]
+    port = _free_port()
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                DRIVER,
+                "--coordinator",
+                f"127.0.0.1:{port}",
+                "--num-processes",
+                "2",
+                "--process-id",
+                str(pid),
+                json.dumps(jobs),
+                str(EXTRA_STEPS),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=_env(),
+            cwd=ROOT,
+        )  # fmt: skip
+        for pid in range(2)
+    ]
+    try:
+        for name, signalled in zip(RECIPES, (1, 0), strict=True):
+            _wait_for(root / name / "metrics.jsonl", procs)
+            procs[signalled].send_signal(signal.SIGTERM)
+        outputs = [proc.communicate(timeout=400)[0] for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+    for pid, (proc, out) in enumerate(zip(procs, outputs, strict=True)):
+        assert proc.returncode == 0 and "@@ done" in out, f"process {pid}:\n{out[-4000:]}"
+    return root, [_sections(out) for out in outputs]
+
+
+@pytest.mark.parametrize("name", list(RECIPES))
+def test_two_process_job_matches_one_process(name, job, tmp_path):
+    root, sections = job
+    workdir = root / name
+    # The SIGTERM to one process stopped both at the same step, with one checkpoint then.
+    stopped = [s[f"{name} stopped"] for s in sections]
+    stop = stopped[0]["step"]
+    assert all(s["stopped_early"] and s["step"] == stop for s in stopped), stopped
+    resumed = [s[f"{name} resumed"] for s in sections]
     end = stop + EXTRA_STEPS
-    _finish(_launch([*train_argv, f"train.num_steps={end}"]))
-    sample_out = _finish(
-        _launch(["sample", "--workdir", str(workdir), "--num-samples", str(NUM_SAMPLES)])
-    )
-    records = [_last_json(out) for out in sample_out]
+    assert all(s["step"] == end and "stopped_early" not in s for s in resumed), resumed
+    records = [s[f"{name} sample"] for s in sections]
     assert records[0] == records[1]
-    eval_out = _finish(_launch(["eval", "--workdir", str(workdir)]))
     evals = [
-        {k: v for k, v in _last_json(out).items() if not k.startswith("seconds_")}
-        for out in eval_out
+        {k: v for k, v in s[f"{name} eval"].items() if not k.startswith("seconds_")}
+        for s in sections
     ]
     assert evals[0] == evals[1]  # every process reports the same numbers (not timings)
+    steps = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+    assert steps == [stop, end]  # keep_checkpoints=3: the agreed stop and the end
 
     # The same run straight through in this process, on its 8 devices.
     reference = tmp_path / "one_process"
     train(_config(name, f"train.num_steps={end}"), reference)
-    one, job = load_run(reference), load_run(workdir)
-    assert one.step == job.step == end
+    one, two = load_run(reference), load_run(workdir)
+    assert one.step == two.step == end
     for tree in ("params", "ema_params"):
-        close, worst = _agreement(getattr(job, tree), getattr(one, tree))
+        close, worst = _agreement(getattr(two, tree), getattr(one, tree))
         assert close == 1.0, (tree, close, worst)
     samples = np.load(records[0]["npy"])
     expected = draw_samples(one, num_samples=NUM_SAMPLES, seed=0)
