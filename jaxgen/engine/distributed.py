@@ -23,7 +23,6 @@ pays nothing for it.
 from __future__ import annotations
 
 import hashlib
-import os
 from typing import Any
 
 import jax
@@ -38,8 +37,6 @@ __all__ = [
     "is_main_process",
     "to_host",
 ]
-
-_initialized = False
 
 
 def initialize(
@@ -57,8 +54,7 @@ def initialize(
     ``OMPI_*``, Cloud TPU's metadata); ``ValueError`` when it finds none. Must run before
     any other JAX call of the process; calling it again is a no-op.
     """
-    global _initialized
-    if _initialized:
+    if jax.distributed.is_initialized():
         return jax.process_index(), jax.process_count()
     explicit = (num_processes, process_id)
     if coordinator_address is not None:
@@ -95,19 +91,7 @@ def initialize(
             f"could not start a multi-process job: {err}. Give --coordinator HOST:PORT "
             "--num-processes N --process-id I, or launch under Slurm, Open MPI or on a TPU pod"
         ) from None
-    _initialized = True
     return jax.process_index(), jax.process_count()
-
-
-def environment_summary() -> dict[str, Any]:
-    """Process index and count, and local and global device counts (for logs)."""
-    return {
-        "process_index": jax.process_index(),
-        "process_count": jax.process_count(),
-        "local_devices": jax.local_device_count(),
-        "devices": jax.device_count(),
-        "host": os.uname().nodename,
-    }
 
 
 def is_main_process() -> bool:

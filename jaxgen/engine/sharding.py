@@ -67,8 +67,6 @@ def make_mesh(num_devices: int | None = None, *, fsdp: int = 1, slices: int = 1)
             process_is_granule=not by_slice,
         )
         return Mesh(grid, BATCH_AXES, axis_types=auto)
-    if n == len(devices):
-        return jax.make_mesh((n // fsdp, fsdp), BATCH_AXES, axis_types=auto)
     return jax.make_mesh((n // fsdp, fsdp), BATCH_AXES, axis_types=auto, devices=devices[:n])
 
 
@@ -106,7 +104,7 @@ def leaf_sharding(shape: tuple[int, ...], mesh: Mesh, *, min_size: int) -> Named
     """Split the largest dimension divisible by the parameter axes' size, if the leaf is
     large (``min_size`` elements or more); else replicate."""
     axes = _param_axes(mesh)
-    n = int(np.prod([mesh.shape[a] for a in ((axes,) if isinstance(axes, str) else axes)]))
+    n = mesh.shape[axes] if isinstance(axes, str) else mesh.size
     if n == 1 or int(np.prod(shape, dtype=np.int64)) < min_size:
         return replicated(mesh)
     for dim in sorted(range(len(shape)), key=lambda d: -shape[d]):

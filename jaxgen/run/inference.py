@@ -152,38 +152,28 @@ def write_samples(
     if given, as ``<stem>_labels.npy``. Returns the paths written and the samples' shape.
     In a multi-process job only process 0 writes (every process returns the same record)."""
     directory = pathlib.Path(directory)
-    if not distributed.is_main_process():
-        return _record_only(run, samples, directory, stem, labels=labels)
-    directory.mkdir(parents=True, exist_ok=True)
-    np.save(directory / f"{stem}.npy", samples)
+    write = distributed.is_main_process()  # one writer in a multi-process job
     record: dict[str, Any] = {"npy": str(directory / f"{stem}.npy"), "shape": list(samples.shape)}
+    if write:
+        directory.mkdir(parents=True, exist_ok=True)
+        np.save(directory / f"{stem}.npy", samples)
     if labels is not None:
-        np.save(directory / f"{stem}_labels.npy", np.asarray(labels))
         record["labels"] = str(directory / f"{stem}_labels.npy")
+        if write:
+            np.save(directory / f"{stem}_labels.npy", np.asarray(labels))
     if samples.ndim == 4:  # images: a grid (at most 256 of them, whole rows)
-        shown = min(len(samples), 256 - 256 % num_cols if num_cols and num_cols <= 256 else 256)
-        grid = make_grid(samples[:shown], num_cols=num_cols)
-        upscale = max(1, 256 // max(grid.shape[:2]))
-        record["png"] = str(save_png(directory / f"{stem}.png", grid, upscale=upscale))
-    elif hasattr(run.recipe, "decode_samples"):  # token sequences: text
-        text = "\n\n-----\n\n".join(run.recipe.decode_samples(samples))
-        (directory / f"{stem}.txt").write_text(text)
-        record["txt"] = str(directory / f"{stem}.txt")
-    elif samples.ndim == 2 and samples.shape[1] == 2:  # 2-D points: their density
-        picture = density_picture(samples)
-        record["png"] = str(save_png(directory / f"{stem}.png", picture, upscale=4))
-    return record
-
-
-def _record_only(
-    run: LoadedRun, samples: np.ndarray, directory: pathlib.Path, stem: str, *, labels: Any
-) -> dict[str, Any]:
-    """The record :func:`write_samples` returns, without writing (processes other than 0)."""
-    record: dict[str, Any] = {"npy": str(directory / f"{stem}.npy"), "shape": list(samples.shape)}
-    if labels is not None:
-        record["labels"] = str(directory / f"{stem}_labels.npy")
-    if samples.ndim == 4 or (samples.ndim == 2 and samples.shape[1] == 2):
         record["png"] = str(directory / f"{stem}.png")
-    elif hasattr(run.recipe, "decode_samples"):
+        if write:
+            shown = min(len(samples), 256 - 256 % num_cols if num_cols and num_cols <= 256 else 256)
+            grid = make_grid(samples[:shown], num_cols=num_cols)
+            save_png(directory / f"{stem}.png", grid, upscale=max(1, 256 // max(grid.shape[:2])))
+    elif hasattr(run.recipe, "decode_samples"):  # token sequences: text
         record["txt"] = str(directory / f"{stem}.txt")
+        if write:
+            text = "\n\n-----\n\n".join(run.recipe.decode_samples(samples))
+            (directory / f"{stem}.txt").write_text(text)
+    elif samples.ndim == 2 and samples.shape[1] == 2:  # 2-D points: their density
+        record["png"] = str(directory / f"{stem}.png")
+        if write:
+            save_png(directory / f"{stem}.png", density_picture(samples), upscale=4)
     return record
