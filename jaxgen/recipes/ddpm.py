@@ -318,7 +318,8 @@ class DDPMRecipe(Recipe):
             out = solve(
                 score_fn, self.continuous, keys, shape, num_steps=num_steps, **solver_options
             )
-            return core.SamplerOutput(jnp.clip(out.samples, -1.0, 1.0), out.nfe)
+            samples = out.samples if self.num_levels is None else jnp.clip(out.samples, -1.0, 1.0)
+            return core.SamplerOutput(samples, out.nfe)  # continuous data (latents): unclipped
         common = dict(parameterization=parameterization, clip_denoised=m.clip_denoised)
         if sampler == "ancestral":
             return diffusion.ancestral_sample(

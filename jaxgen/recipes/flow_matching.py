@@ -359,7 +359,8 @@ class FlowMatchingRecipe(Recipe):
         else:
             velocity = self._guided_velocity(params, plan, image_inputs)
             out = self._solve(velocity, sampler, keys, shape, x_source, steps)
-        samples = jnp.clip(out.samples, -1.0, 1.0) if self.images else out.samples
+        bounded = self.images and self.num_levels is not None  # latents are not bounded
+        samples = jnp.clip(out.samples, -1.0, 1.0) if bounded else out.samples
         source = None if sampler in GAUSSIAN_ONLY_SAMPLERS else x_source
         return source, core.SamplerOutput(samples, out.nfe)
 

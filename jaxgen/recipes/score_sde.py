@@ -252,6 +252,8 @@ class ScoreSDERecipe(Recipe):
         out = self.sample_raw(
             params, key, num_samples, first_index=first_index, condition=condition, **options
         )
+        if self.num_levels is None:  # continuous data (latents) are not bounded
+            return out
         return core.SamplerOutput(jnp.clip(out.samples, -1.0, 1.0), out.nfe)
 
     def sample_raw(
