@@ -295,6 +295,39 @@ def _loss_cases() -> list[LossCase]:
             game=True,  # returns the EMA codebook's state update as a third element
         ),
         LossCase(
+            "vae.vqvae2_loss",
+            lambda: vae.vqvae2_loss(
+                lambda y: y.reshape(y.shape[0], 2, 2),  # h_b: 2 positions of D = 2
+                lambda h: jnp.mean(h, axis=1, keepdims=True),  # z_e^t: 1 position
+                lambda h, e_t: h + 0.5 * e_t,  # z_e^b from [h_b, e_t]
+                lambda e_t, e_b: 2.0 * e_b.reshape(e_b.shape[0], -1) + jnp.tile(e_t[:, 0], 2),
+                _gaussian_ll,
+                (
+                    vae.init_ema_codebook(jnp.array([[0.5, -0.5], [-3.0, -3.0]])),
+                    vae.init_ema_codebook(jnp.array([[0.5, -0.5], [-0.5, 0.5], [3.0, 3.0]])),
+                ),
+                jnp.concatenate([x, x[:, :1]], axis=1),
+                _key(),
+                commitment_cost=0.25,
+                prior_log_prob_fn=lambda kt, kb: (
+                    -0.1 * (jnp.sum(kt, axis=1) + jnp.sum(kb, axis=1)).astype(jnp.float32)
+                ),
+                dead_code_threshold=0.5,
+            ),
+            game=True,  # returns the two EMA codebooks' state updates as a third element
+        ),
+        LossCase(
+            "vae.kl_autoencoder_loss",
+            lambda: vae.kl_autoencoder_loss(
+                lambda y: DiagonalGaussian(*(g.reshape(-1, 1, 1, 2) for g in _encoder(y))),
+                _linear(_W_DEC),  # a spatial (B, 1, 1, 2) latent, flattened
+                _gaussian_ll,
+                x,
+                _key(),
+                kl_weight=0.5,
+            ),
+        ),
+        LossCase(
             "vae.vae_gan_losses",
             lambda: vae.vae_gan_losses(
                 _encoder, _linear(_W_DEC), _vae_gan_discriminator, x, _key()
@@ -443,6 +476,11 @@ _PC_NFE = 3 * (1 + 2) + 1  # N (P + M C) + denoise
 def _step_fn(carry, token, position):
     del position
     return carry + token, _SEQ_TABLE[token] + 0.1 * carry[:, None]
+
+
+def _seq_prefix(n: int) -> jax.Array:
+    """``(n, P = 2)`` condition tokens; row ``b`` depends on ``b`` only."""
+    return (jnp.arange(n * 2, dtype=jnp.int32).reshape(n, 2) * 3) % 5
 
 
 def _inpaint(key, n, c):
@@ -651,6 +689,35 @@ def _sampler_cases() -> list[SamplerCase]:
                 c.wrap(lambda inputs: _SEQ_TABLE[inputs]), k, (n, 4), bos=0, temperature=0.8
             ),
             4,
+        ),
+        SamplerCase(
+            "autoregressive.sample_with_prefix",
+            "P=2,N=3",
+            lambda k, n, c: autoregressive.sample_with_prefix(
+                c.wrap(_step_fn),
+                jnp.zeros((n,), jnp.int32),
+                k,
+                (n, 3),
+                prefix=_seq_prefix(n),
+                bos=0,
+                vocab_range=(1, 5),
+                top_p=0.9,
+            ),
+            2 + 3,  # P + N: the prefix positions are fed through the network too
+        ),
+        SamplerCase(
+            "autoregressive.sample_with_prefix_uncached",
+            "P=2,N=3",
+            lambda k, n, c: autoregressive.sample_with_prefix_uncached(
+                c.wrap(lambda inputs: _SEQ_TABLE[inputs]),
+                k,
+                (n, 3),
+                prefix=_seq_prefix(n),
+                bos=0,
+                vocab_range=(1, 5),
+                temperature=0.8,
+            ),
+            3,  # N: one full-sequence pass per drawn token
         ),
         *_flow_matching_sampler_cases(),
     ]

@@ -13,7 +13,7 @@ language models, the causal transformer with its cache) are Flax NNX modules in
 ``jaxgen.nets``.
 """
 
-from jaxgen.autoregressive import image_sampling, losses, masks, sampling
+from jaxgen.autoregressive import image_sampling, losses, masks, prefix, sampling
 from jaxgen.autoregressive.image_sampling import sample_image
 from jaxgen.autoregressive.losses import (
     bits_per_token,
@@ -24,6 +24,13 @@ from jaxgen.autoregressive.losses import (
     token_cross_entropy,
 )
 from jaxgen.autoregressive.masks import MASK_TYPES, causal_conv_mask
+from jaxgen.autoregressive.prefix import (
+    guided_step_fn,
+    logit_guidance,
+    prefix_sequence_nll,
+    sample_with_prefix,
+    sample_with_prefix_uncached,
+)
 from jaxgen.autoregressive.sampling import (
     filter_logits,
     sample_sequence,
@@ -36,14 +43,20 @@ __all__ = [
     "causal_conv_mask",
     "check_tokens",
     "filter_logits",
+    "guided_step_fn",
     "image_log_prob",
     "image_nll",
     "image_sampling",
+    "logit_guidance",
     "losses",
     "masks",
+    "prefix",
+    "prefix_sequence_nll",
     "sample_image",
     "sample_sequence",
     "sample_sequence_uncached",
+    "sample_with_prefix",
+    "sample_with_prefix_uncached",
     "sampling",
     "shift_right",
     "token_cross_entropy",

@@ -58,6 +58,9 @@ SAMPLE_FLAGS = {
     "eta": "eta",
     "temperature": "temperature",
     "augmentation_level": "augmentation_level",
+    "top_k": "top_k",
+    "top_p": "top_p",
+    "text": "text",
 }
 
 
@@ -237,6 +240,13 @@ def _add_sample_flags(p: argparse.ArgumentParser, sampler_help: str) -> None:
         help="eta of samplers that take one (DDIM: 0 = deterministic)",
     )
     p.add_argument("--temperature", type=arguments.finite_float, help="sampling temperature")
+    p.add_argument(
+        "--top-k", type=arguments.positive_int, help="keep the K most likely tokens (priors)"
+    )
+    p.add_argument(
+        "--top-p", type=arguments.finite_float, help="nucleus filtering mass (token priors)"
+    )
+    p.add_argument("--text", help='the caption every sample is drawn for ("a handwritten seven")')
     p.add_argument(
         "--augmentation-level",
         type=arguments.finite_float,

@@ -1,26 +1,37 @@
 """``load_dataset(name, split)``: every dataset jaxgen knows, behind one call.
 
-=================== ============= ============ ========== ===========================
-name                 key, shape    levels       classes    splits
-=================== ============= ============ ========== ===========================
-digits               image 8x8x1   17           10         train 1437, test 360, all
-moons, swiss_roll,   x (2,)        continuous   none       train (seed 0), test (seed 1)
+==================== =============== ============ ========== ===========================
+name                 key, shape      levels       classes    splits
+==================== =============== ============ ========== ===========================
+digits               image 8x8x1     17           10         train 1437, test 360, all
+moons, swiss_roll,   x (2,)          continuous   none       train (seed 0), test (seed 1)
 ring, grid,
 checkerboard
-mnist, fashion_mnist image 28x28x1 256          10         train, test (TFDS)
-cifar10, cifar100    image 32x32x3 256          10 / 100   train, test (TFDS)
-svhn_cropped         image 32x32x3 256          10         train, test, extra (TFDS)
-imagenet_resized_32  image 32x32x3 256          1000       train, validation (TFDS
-                                                           ``imagenet_resized/32x32``)
-imagenet_resized_64  image 64x64x3 256          1000       train, validation (TFDS
-                                                           ``imagenet_resized/64x64``)
-stdlib_text          tokens (128,) 256 (bytes)  none       train, test, all
-=================== ============= ============ ========== ===========================
+mnist, fashion_mnist image 28x28x1   256          10         train, test (TFDS)
+cifar10, cifar100    image 32x32x3   256          10 / 100   train, test (TFDS)
+svhn_cropped         image 32x32x3   256          10         train, test, extra (TFDS)
+imagenet_resized_32  image 32x32x3   256          1000       train, validation (TFDS
+                                                             ``imagenet_resized/32x32``)
+imagenet_resized_64  image 64x64x3   256          1000       train, validation (TFDS
+                                                             ``imagenet_resized/64x64``)
+celeb_a_hq_256       image 256x256x3 256          none       train 30,000 (TFDS
+                                                             ``celeb_a_hq/256``, manual)
+imagenet2012_256     image 256x256x3 256          1000       train, validation (TFDS
+                                                             ``imagenet2012``, manual)
+stdlib_text          tokens (128,)   256 (bytes)  none       train, test, all
+==================== =============== ============ ========== ===========================
 
 Images are float32 NHWC in [-1, 1] under the key ``"image"``, labels int32 under
-``"label"``. The ImageNet rows are the downsampled ImageNet of Chrabaszcz et al. (2017),
+``"label"`` (unlabelled image datasets, ``num_classes`` None, have only ``"image"``). The
+``imagenet_resized`` rows are the downsampled ImageNet of Chrabaszcz et al. (2017),
 1,281,167 training and 50,000 validation images; their TFDS names carry a builder config
 after a slash, which ``DatasetNotFoundError`` and the ``tfds build`` hint name.
+
+The two "manual" rows are paper datasets whose files tfds cannot download: CelebA-HQ at
+256x256 (LDM's CelebA-HQ, Rombach et al. 2022, Table 1; no labels) and ILSVRC 2012, read at
+256x256 by cropping each image's central ``min(H, W)`` square and resizing it with PIL's
+antialiased bicubic filter (VQ-VAE-2, Razavi et al. 2019). Which files to put where is in
+:mod:`jaxgen.data.tfds_images` and in their ``DatasetNotFoundError``.
 
 The 2-D toy datasets are fixed samples (``"x"``, float32): the ``train`` split is
 ``TOY2D_NUM_TRAIN`` = 100,000 points drawn with seed ``TOY2D_TRAIN_SEED`` = 0,

@@ -2,8 +2,8 @@
 
 ``open_tfds_images(name, split)`` wraps ``tfds.data_source`` (ArrayRecord files read on
 demand, a batch of records per call) as a jaxgen ``Source`` that yields
-``{"image": float32 (N, H, W, C) in [-1, 1], "label": int32 (N,)}``. Nothing is read
-until a batch is asked for.
+``{"image": float32 (N, H, W, C) in [-1, 1], "label": int32 (N,)}`` (only ``"image"`` for
+an unlabelled dataset). Nothing is read until a batch is asked for.
 
 Getting the data. ``tfds.data_source`` needs the dataset prepared in a random-access
 format (``array_record``) under ``data_dir`` (default ``$TFDS_DATA_DIR`` or
@@ -29,7 +29,26 @@ indicates the dataset has not been generated yet.")`` from ``SplitDict.__getitem
 without a file format and an explicit ``data_dir``, a misleading
 ``NotImplementedError("Random access data source for file format FileFormat.TFRECORD is
 not supported ...")``. A dataset prepared only as TFRecord also ends in that
-``NotImplementedError``. Both are translated here.
+``NotImplementedError``. Both are translated here, and so is the
+``AssertionError("Manual directory ... does not exist or is empty ...")`` that
+``download=True`` ends in for a manual-download dataset whose files are not there.
+
+Manual downloads. Two paper datasets cannot be fetched by tfds; their files go in the
+manual directory, ``<data_dir>/downloads/manual`` (or ``tfds build --manual_dir=DIR``),
+before ``tfds build NAME --file_format=array_record`` (or ``download=True``) prepares them:
+
+* ``celeb_a_hq_256`` is TFDS ``celeb_a_hq/256``: CelebA-HQ (Karras et al. 2018), 30,000
+  face images at 256x256, one ``train`` split, no labels; the 256x256 images of LDM's
+  CelebA-HQ results (Rombach et al. 2022, Table 1). The TFDS catalog's instructions: the
+  manual directory holds ``data256x256.tar``, a tar of the 256x256 PNG images, made from
+  CelebA and the CelebA-HQ delta files as described in
+  https://github.com/tkarras/progressive_growing_of_gans#preparing-datasets-for-training .
+* ``imagenet2012_256`` is TFDS ``imagenet2012``: ILSVRC 2012, 1000 classes, 1,281,167
+  ``train`` and 50,000 ``validation`` JPEGs of varying size. The manual directory holds
+  ``ILSVRC2012_img_train.tar`` and ``ILSVRC2012_img_val.tar``, downloaded after registering
+  at https://image-net.org/download-images . Each image is read at 256x256 (VQ-VAE-2,
+  Razavi et al. 2019; BigGAN's evaluations): the central ``min(H, W)`` square is cropped
+  and resized with PIL's antialiased bicubic filter (``center_crop_resize``).
 """
 
 from __future__ import annotations
@@ -50,23 +69,55 @@ _NOT_GENERATED_MARK = "has not been generated yet"
 # tfds.testing.mock_data installs an unbound stand-in for ``__getitems__`` on its mock
 # ArrayRecord reader, which fails with this TypeError; ``__getitem__`` works there.
 _MOCK_GETITEMS_MARK = "missing 1 required positional argument: 'record_keys'"
+# tfds's download manager, download=True with an empty manual directory (AssertionError).
+_NO_MANUAL_FILES_MARK = "Manual directory"
+
+_CELEB_A_HQ_MANUAL = (
+    "CelebA-HQ needs a manual download: put data256x256.tar (a tar of the 30,000 CelebA-HQ "
+    "PNG images at 256x256, made from CelebA and the CelebA-HQ deltas as described in "
+    "https://github.com/tkarras/progressive_growing_of_gans#preparing-datasets-for-training)"
+)
+_IMAGENET_MANUAL = (
+    "ImageNet needs a manual download: put ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar "
+    "(from https://image-net.org/download-images, after registering)"
+)
 
 
 @dataclasses.dataclass(frozen=True)
 class TfdsImageSpec:
-    """What jaxgen knows about a TFDS image-classification dataset.
+    """What jaxgen knows about a TFDS image dataset.
 
     Attributes:
+      image_shape: ``(H, W, C)`` of the images jaxgen yields.
+      num_classes: number of label classes; None for an unlabelled dataset (then
+        ``label_key`` is None too and batches hold only ``"image"``).
+      splits: the TFDS splits.
+      image_key, label_key: the feature names in the TFDS records.
       tfds_name: the name tfds knows it by, with its builder config after a slash
         (``"imagenet_resized/64x64"``); None: jaxgen's name is the TFDS name.
+      center_crop: crop each stored image to its central ``min(H, W)`` square first.
+      resize: resize each stored image to ``image_shape``'s ``H x W`` (PIL, antialiased
+        bicubic); for datasets stored at varying sizes.
+      manual_download: what to put in the manual directory, for datasets tfds cannot
+        download itself (named by ``DatasetNotFoundError``); None: tfds downloads it.
     """
 
     image_shape: tuple[int, int, int]
-    num_classes: int
+    num_classes: int | None
     splits: tuple[str, ...]
     image_key: str = "image"
-    label_key: str = "label"
+    label_key: str | None = "label"
     tfds_name: str | None = None
+    center_crop: bool = False
+    resize: bool = False
+    manual_download: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.num_classes is None) != (self.label_key is None):
+            raise ValueError(
+                f"num_classes={self.num_classes!r} and label_key={self.label_key!r}: both "
+                "must be None (an unlabelled dataset) or both set"
+            )
 
 
 TFDS_IMAGE_DATASETS: dict[str, TfdsImageSpec] = {
@@ -82,6 +133,25 @@ TFDS_IMAGE_DATASETS: dict[str, TfdsImageSpec] = {
     ),
     "imagenet_resized_64": TfdsImageSpec(
         (64, 64, 3), 1000, ("train", "validation"), tfds_name="imagenet_resized/64x64"
+    ),
+    # CelebA-HQ at 256x256, 30,000 unlabelled faces (LDM, Rombach et al. 2022, Table 1).
+    "celeb_a_hq_256": TfdsImageSpec(
+        (256, 256, 3),
+        None,
+        ("train",),
+        label_key=None,
+        tfds_name="celeb_a_hq/256",
+        manual_download=_CELEB_A_HQ_MANUAL,
+    ),
+    # ILSVRC 2012 at 256x256, central square crop + antialiased resize (VQ-VAE-2).
+    "imagenet2012_256": TfdsImageSpec(
+        (256, 256, 3),
+        1000,
+        ("train", "validation"),
+        tfds_name="imagenet2012",
+        center_crop=True,
+        resize=True,
+        manual_download=_IMAGENET_MANUAL,
     ),
 }
 
@@ -150,7 +220,17 @@ def _default_data_dir(name: str, data_dir: str | os.PathLike | None) -> str:
         return os.environ.get("TFDS_DATA_DIR", os.path.expanduser("~/tensorflow_datasets"))
 
 
-def _how_to_get(name: str, root: str, *, download: bool = False) -> str:
+def _how_to_get(name: str, root: str, *, download: bool = False, manual: str | None = None) -> str:
+    if manual is not None:
+        manual_dir = os.path.join(root, "downloads", "manual")
+        return (
+            f"{manual} in the manual directory {manual_dir}, then prepare it once with "
+            f"TensorFlow:\n"
+            f"    tfds build {name} --file_format=array_record --data_dir={root}\n"
+            f"(add --manual_dir=DIR if the files are elsewhere), or pass download=True once "
+            f"the files are there, or point data_dir / $TFDS_DATA_DIR at a directory that "
+            f"already holds it."
+        )
     text = (
         f"Prepare it once with TensorFlow and network access:\n"
         f"    tfds build {name} --file_format=array_record --data_dir={root}\n"
@@ -160,15 +240,62 @@ def _how_to_get(name: str, root: str, *, download: bool = False) -> str:
     return text + "or point data_dir / $TFDS_DATA_DIR at a directory that already holds it."
 
 
+def _central_square(img: np.ndarray) -> np.ndarray:
+    """The central ``min(H, W)`` square of an ``(H, W, ...)`` array (floor offsets)."""
+    h, w = img.shape[:2]
+    s = min(h, w)
+    top, left = (h - s) // 2, (w - s) // 2
+    return img[top : top + s, left : left + s]
+
+
+def center_crop_resize(
+    image: np.ndarray, *, height: int, width: int, center_crop: bool = True
+) -> np.ndarray:
+    """An image's central square, resized to ``height x width`` (uint8 in, uint8 out).
+
+    With ``s = min(H, W)``, the crop keeps rows ``[(H - s) // 2, (H - s) // 2 + s)`` and
+    columns ``[(W - s) // 2, (W - s) // 2 + s)``: the central square, as in the 256x256
+    ImageNet of VQ-VAE-2 (Razavi et al. 2019) and BigGAN (Brock et al. 2019). It is then
+    resized with PIL's bicubic filter, which is antialiased when shrinking (its support is
+    widened by the downscale factor, so each output pixel averages the input area it
+    covers) and rounds back to uint8, keeping 256 levels.
+
+    Args:
+      image: uint8 ``(H, W, C)`` with ``C`` 1 or 3.
+      height, width: the output size.
+      center_crop: False: resize the whole image (its aspect ratio is not kept).
+
+    Returns:
+      uint8 ``(height, width, C)``.
+    """
+    img = np.asarray(image)
+    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[-1] not in (1, 3):
+        raise ValueError(f"expected a uint8 (H, W, 1 or 3) image, got {img.dtype}{img.shape}")
+    if isinstance(height, bool) or isinstance(width, bool) or min(height, width) < 1:
+        raise ValueError(f"height and width must be positive integers, got {height}, {width}")
+    if center_crop:
+        img = _central_square(img)
+    if img.shape[:2] == (height, width):
+        return np.ascontiguousarray(img)
+    from PIL import Image  # imported on first use: jaxgen.data stays light to import
+
+    channels = img.shape[-1]
+    pil = Image.fromarray(img[..., 0] if channels == 1 else img)
+    out = np.asarray(pil.resize((width, height), Image.Resampling.BICUBIC))
+    return out.reshape(height, width, channels)
+
+
 class TfdsImageSource:
     """A ``Source`` over TFDS image records: batched, lazy reads, scaled to [-1, 1].
 
     Args:
       records: a random-access sequence of TFDS example dicts (what ``tfds.data_source``
         returns); ``__getitems__`` is used for batched reads when present.
-      image_shape: the expected ``(H, W, C)`` of every image.
+      image_shape: the expected ``(H, W, C)`` of every image (after cropping / resizing).
       name: dataset name for error messages.
       image_key, label_key: feature names in the records; ``label_key=None`` drops labels.
+      center_crop, resize: crop each image to its central square and / or resize it to
+        ``image_shape`` first (``center_crop_resize``).
     """
 
     def __init__(
@@ -179,6 +306,8 @@ class TfdsImageSource:
         name: str = "tfds",
         image_key: str = "image",
         label_key: str | None = "label",
+        center_crop: bool = False,
+        resize: bool = False,
     ):
         self._records = records
         self._length = len(records)
@@ -186,7 +315,15 @@ class TfdsImageSource:
         self.name = name
         self._image_key = image_key
         self._label_key = label_key
+        self._center_crop = center_crop
+        self._resize = resize
         self._batched = hasattr(records, "__getitems__")
+
+    def _prepare(self, img: np.ndarray) -> np.ndarray:
+        if self._resize:
+            h, w = self.image_shape[:2]
+            return center_crop_resize(img, height=h, width=w, center_crop=self._center_crop)
+        return _central_square(img) if self._center_crop else img
 
     def __len__(self) -> int:
         return self._length
@@ -208,7 +345,10 @@ class TfdsImageSource:
             raise IndexError(f"{self.name}: asked for {idx.size} records, got {len(records)}")
         images = np.empty((idx.size, *self.image_shape), np.uint8)
         for row, rec in enumerate(records):
-            img = np.asarray(rec[self._image_key])
+            try:
+                img = self._prepare(np.asarray(rec[self._image_key]))
+            except ValueError as err:
+                raise ValueError(f"{self.name}: record {int(idx[row])}: {err}") from None
             if img.shape != self.image_shape or img.dtype != np.uint8:
                 raise ValueError(
                     f"{self.name}: record {int(idx[row])} has image {img.dtype}{img.shape}, "
@@ -234,6 +374,9 @@ def open_tfds_images(
     download: bool = False,
 ) -> TfdsImageSource:
     """A lazy random-access source over a TFDS image dataset (see the module doc).
+
+    Images are uint8 levels ``k`` mapped to ``k / 127.5 - 1`` in [-1, 1] (after the spec's
+    central crop and resize, if any); labels, for labelled datasets, are int32.
 
     Args:
       name: one of ``TFDS_IMAGE_DATASETS`` (jaxgen's name; tfds is asked for the spec's
@@ -276,7 +419,7 @@ def open_tfds_images(
         root = _default_data_dir(source, data_dir)
         raise DatasetNotFoundError(
             f"TFDS dataset {where} is not prepared under data_dir {root!r}.\n"
-            + _how_to_get(source, root, download=download),
+            + _how_to_get(source, root, download=download, manual=spec.manual_download),
             dataset=source,
             split=split,
             data_dir=root,
@@ -286,7 +429,19 @@ def open_tfds_images(
         raise DatasetNotFoundError(
             f"TFDS dataset {where} under data_dir {root!r} is not in a random-access format "
             f"(it is missing, or was prepared as TFRecord, which tfds.data_source cannot "
-            f"read).\n" + _how_to_get(source, root, download=download),
+            f"read).\n" + _how_to_get(source, root, download=download, manual=spec.manual_download),
+            dataset=source,
+            split=split,
+            data_dir=root,
+        ) from None
+    except AssertionError as err:  # download=True, manual files missing
+        if _NO_MANUAL_FILES_MARK not in str(err) or spec.manual_download is None:
+            raise
+        root = _default_data_dir(source, data_dir)
+        raise DatasetNotFoundError(
+            f"TFDS dataset {where} is not prepared under data_dir {root!r}, and tfds cannot "
+            f"download it: its files are not in the manual directory.\n"
+            + _how_to_get(source, root, download=download, manual=spec.manual_download),
             dataset=source,
             split=split,
             data_dir=root,
@@ -298,7 +453,7 @@ def open_tfds_images(
         raise DatasetNotFoundError(
             f"TFDS dataset {where} is not prepared under data_dir {root!r}, and downloading "
             f"it failed: the module {err.name!r} is missing ({err}).\n"
-            + _how_to_get(source, root, download=download),
+            + _how_to_get(source, root, download=download, manual=spec.manual_download),
             dataset=source,
             split=split,
             data_dir=root,
@@ -309,4 +464,6 @@ def open_tfds_images(
         name=f"{name}[{split}]",
         image_key=spec.image_key,
         label_key=spec.label_key,
+        center_crop=spec.center_crop,
+        resize=spec.resize,
     )

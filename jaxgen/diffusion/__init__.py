@@ -33,6 +33,7 @@ from jaxgen.diffusion.schedules import (
     cosine_schedule,
     linear_schedule,
     make_schedule,
+    scaled_linear_schedule,
     schedule_from_betas,
 )
 from jaxgen.diffusion.variational_bound import (
@@ -70,6 +71,7 @@ __all__ = [
     "expand_to",
     "extract",
     "linear_schedule",
+    "scaled_linear_schedule",
     "make_schedule",
     "normal_kl",
     "p_mean_variance",

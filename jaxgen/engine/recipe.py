@@ -13,7 +13,8 @@ so neither the engine nor the command line names a family:
   ``guidance_interval`` ``(low, high)`` in EDM noise level, and ``classifier``, a pair
   ``(log_prob_fn, classifier_params)`` with ``log_prob_fn(classifier_params, x, t, labels)``
   for classifier guidance; ``augmentation_level`` of super-resolution models, the
-  noise-conditioning augmentation level of their low-resolution condition);
+  noise-conditioning augmentation level of their low-resolution condition; ``top_k``,
+  ``top_p`` and ``text`` (a caption) of token priors);
 * ``eval_time_fields``: model-config fields that may change after training (a sampler,
   its steps, likelihood tolerances): ``jaxgen.run.load_run`` accepts ``model.<field>``
   overrides for these and ``eval.*``, nothing else;
@@ -88,6 +89,9 @@ SAMPLE_OPTIONS: tuple[str, ...] = (
     "guidance_rescale",
     "classifier",
     "augmentation_level",
+    "top_k",
+    "top_p",
+    "text",
 )
 
 

@@ -71,6 +71,15 @@ def _attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Ar
     return jnp.einsum("bhqk,bhkd->bhqd", weights, v)
 
 
+def _dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
+    """Inverted dropout: zero each entry with probability ``rate``, scale the rest by
+    ``1 / (1 - rate)``; the identity without a key (evaluation and sampling)."""
+    if key is None or rate == 0.0:
+        return x
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
+
+
 def _dense(a: int, b: int, std: float, rngs: nnx.Rngs) -> nnx.Linear:
     return nnx.Linear(a, b, kernel_init=nnx.initializers.normal(std), rngs=rngs)
 
@@ -122,11 +131,19 @@ class TransformerBlock(nnx.Module):
         self.mlp_in = _dense(dim, mlp_ratio * dim, 0.02, rngs)
         self.mlp_out = _dense(mlp_ratio * dim, dim, out_std, rngs)
 
-    def _mlp(self, x: jax.Array) -> jax.Array:
-        return x + self.mlp_out(jax.nn.gelu(self.mlp_in(self.norm_mlp(x))))
+    def _mlp_branch(self, x: jax.Array) -> jax.Array:
+        return self.mlp_out(jax.nn.gelu(self.mlp_in(self.norm_mlp(x))))
 
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return self._mlp(x + self.attn(self.norm_attn(x)))
+    def _mlp(self, x: jax.Array) -> jax.Array:
+        return x + self._mlp_branch(x)
+
+    def __call__(
+        self, x: jax.Array, *, dropout: float = 0.0, key: jax.Array | None = None
+    ) -> jax.Array:
+        """The block; with ``key``, each residual branch is dropped at rate ``dropout``."""
+        keys = (None, None) if key is None else tuple(jax.random.split(key))
+        x = x + _dropout(self.attn(self.norm_attn(x)), dropout, keys[0])
+        return x + _dropout(self._mlp_branch(x), dropout, keys[1])
 
     def decode(
         self, x: jax.Array, cache: LayerCache, position: jax.Array
@@ -147,9 +164,13 @@ class CausalTransformer(nnx.Module):
         num_heads: int,
         num_layers: int,
         mlp_ratio: int = 4,
+        dropout: float = 0.0,
         rngs: nnx.Rngs,
     ):
         sizes = (vocab_size, max_len, dim, num_heads, num_layers, mlp_ratio)
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"CausalTransformer: dropout must be in [0, 1), got {dropout!r}.")
+        self.dropout = float(dropout)
         if min(sizes) < 1:
             raise ValueError(
                 "CausalTransformer: vocab_size, max_len, dim, num_heads, num_layers and "
@@ -181,8 +202,12 @@ class CausalTransformer(nnx.Module):
         """Token embeddings (B, T, D) of tokens (B, T) in ``0..V``, without positions."""
         return self.token_embed(check_tokens(tokens))
 
-    def from_embeddings(self, embeddings: jax.Array) -> jax.Array:
-        """Logits (B, T, V) from token embeddings (B, T, D); adds the position embeddings."""
+    def from_embeddings(
+        self, embeddings: jax.Array, *, dropout_key: jax.Array | None = None
+    ) -> jax.Array:
+        """Logits (B, T, V) from token embeddings (B, T, D); adds the position embeddings.
+        With ``dropout_key`` (training), the embeddings and every residual branch are
+        dropped at rate ``dropout`` (GPT-2's embedding and residual dropout)."""
         if embeddings.ndim != 3 or embeddings.shape[-1] != self.dim:
             raise ValueError(
                 f"CausalTransformer expects embeddings of shape (B, T, {self.dim}), got "
@@ -192,13 +217,18 @@ class CausalTransformer(nnx.Module):
         if length > self.max_len:
             raise ValueError(f"sequence length {length} exceeds max_len {self.max_len}.")
         x = embeddings + self.position_embed[:length][None]
-        for block in self.blocks:
-            x = block(x)
+        keys = [None] * (len(self.blocks) + 1)
+        if dropout_key is not None and self.dropout > 0.0:
+            keys = list(jax.random.split(dropout_key, len(self.blocks) + 1))
+        x = _dropout(x, self.dropout, keys[0])
+        for block, key in zip(self.blocks, keys[1:], strict=True):
+            x = block(x, dropout=self.dropout, key=key)
         return self.head(self.norm_out(x))
 
-    def __call__(self, tokens: jax.Array) -> jax.Array:
-        """Teacher forcing: logits (B, T, V), position ``t`` seeing ``tokens[:, :t + 1]``."""
-        return self.from_embeddings(self.embed_tokens(tokens))
+    def __call__(self, tokens: jax.Array, *, dropout_key: jax.Array | None = None) -> jax.Array:
+        """Teacher forcing: logits (B, T, V), position ``t`` seeing ``tokens[:, :t + 1]``
+        (``dropout_key``: training with dropout, :meth:`from_embeddings`)."""
+        return self.from_embeddings(self.embed_tokens(tokens), dropout_key=dropout_key)
 
     def init_cache(
         self, batch: int, max_len: int | None = None, dtype=jnp.float32

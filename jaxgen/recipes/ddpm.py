@@ -128,7 +128,9 @@ class DDPMRecipe(Recipe):
                 f"DDPM's U-Net needs (H, W, C) images, the dataset has shape {self.data_shape}"
             )
         schedule_kwargs = (
-            {"beta_start": m.beta_start, "beta_end": m.beta_end} if m.schedule == "linear" else {}
+            {"beta_start": m.beta_start, "beta_end": m.beta_end}
+            if m.schedule in ("linear", "scaled_linear")
+            else {}
         )
         self.schedule = diffusion.make_schedule(m.schedule, m.num_timesteps, **schedule_kwargs)
         self.continuous = continuous.ContinuousSchedule(self.schedule)

@@ -186,7 +186,7 @@ class SecondStageRecipe(Recipe):
     def first_stage_param_keys(self, params: Mapping[str, Any]) -> tuple[str, ...]:
         """The entries of the first stage's parameters the second stage keeps (default: all
         but a factorized code prior, which the second stage replaces)."""
-        return tuple(k for k in params if k != "prior_logits")
+        return tuple(k for k in params if not k.startswith("prior_logits"))
 
     def first_stage_attached(self) -> None:
         """Hook run after :meth:`attach_first_stage` (build what depends on its shapes)."""

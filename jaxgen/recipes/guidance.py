@@ -431,7 +431,7 @@ def ddpm_noise_process(
 ) -> tuple:
     """The hashable description of a DDPM forward process (integer ``t``), which a noisy
     classifier for it must share (``DDPMRecipe.noise_process()``)."""
-    betas = (float(beta_start), float(beta_end)) if schedule == "linear" else ()
+    betas = (float(beta_start), float(beta_end)) if schedule in ("linear", "scaled_linear") else ()
     return ("ddpm", schedule, int(num_timesteps), *betas)
 
 

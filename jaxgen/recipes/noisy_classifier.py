@@ -108,7 +108,7 @@ class NoisyClassifierRecipe(Recipe):
         if m.process == "ddpm":
             kwargs = (
                 {"beta_start": m.beta_start, "beta_end": m.beta_end}
-                if m.schedule == "linear"
+                if m.schedule in ("linear", "scaled_linear")
                 else {}
             )
             self.path = diffusion.make_schedule(m.schedule, m.num_timesteps, **kwargs)

@@ -26,6 +26,7 @@ import numpy as np
 from jaxgen.config import ConfigError
 from jaxgen.core.sampling import SamplerOutput, example_keys
 from jaxgen.core.units import bits_per_dim
+from jaxgen.core.validation import check_index_range
 from jaxgen.images import make_grid
 from jaxgen.nets.conv_autoencoder import ConvDecoder, ConvEncoder
 from jaxgen.recipes import latent_figures
@@ -91,6 +92,9 @@ class VQVAERecipe(Recipe):
             m.likelihood, self.num_levels, fixed_std=m.fixed_std, binarize=m.binarize
         )
         self.grid = (self.data_shape[0] // factor, self.data_shape[1] // factor)
+        self.latent_shape = (*self.grid, m.embedding_dim)
+        self.code_shapes = (self.grid,)
+        self.code_vocab_sizes = (m.num_codes,)
         self.num_dims = int(np.prod(self.data_shape))
         self.state_collections = ("codebook_ema",) if m.codebook_update == "ema" else ()
         net = dict(
@@ -141,6 +145,60 @@ class VQVAERecipe(Recipe):
 
     def decode(self, params, z_q):
         return self.modules.bind(params, "decoder")(z_q)
+
+    # ------------------------------------------------------------------ first-stage protocol
+
+    def _check_shape(self, array: jax.Array, expected: tuple[int, ...], what: str) -> None:
+        if array.ndim != 1 + len(expected) or tuple(array.shape[1:]) != tuple(expected):
+            raise ValueError(
+                f"{what} must have shape (B, {', '.join(map(str, expected))}), i.e. "
+                f"{'(h, w, c)' if len(expected) == 3 else '(h, w)'} = {tuple(expected)}, "
+                f"got {tuple(array.shape)}"
+            )
+
+    def encode_latents(self, params: Any, images: jax.Array) -> jax.Array:
+        """The pre-quantisation latents ``z_e(x)`` (B, h, w, D) of images in [-1, 1]: the
+        continuous latents of LDM's VQ-regularised first stage (Rombach et al. 2022). A
+        Bernoulli model's encoder was trained on {0, 1} data, so it gets ``(x + 1) / 2``."""
+        self._check_shape(images, self.data_shape, "images")
+        return self.modules.bind(params, "encoder")(self._encoder_input(images))
+
+    def _encoder_input(self, images: jax.Array) -> jax.Array:
+        if self.likelihood.name == "bernoulli":
+            return 0.5 * (images + 1.0)
+        return images
+
+    def decode_latents(self, params: Any, latents: jax.Array) -> jax.Array:
+        """Latents (B, h, w, D) quantised to their nearest codes ``e_k``, ``k = argmin_j
+        ||z - e_j||``, then decoded: the decoder's mean picture in [-1, 1] (LDM's
+        VQ-regularised first stage puts the quantiser in the decoder)."""
+        self._check_shape(latents, self.latent_shape, "latents")
+        z_q = vq.quantize(latents, self.codebook(params)).z_q
+        return self.likelihood.picture(self.decode(params, z_q))
+
+    def encode_codes(self, params: Any, images: jax.Array) -> tuple[jax.Array, ...]:
+        """``(indices,)``: the int32 nearest-code indices (B, h, w) of ``z_e(x)`` (a Bernoulli
+        model's encoder gets ``(x + 1) / 2``, as in :meth:`encode_latents`)."""
+        self._check_shape(images, self.data_shape, "images")
+        return (self.encode(params, self._encoder_input(images))[1].indices.astype(jnp.int32),)
+
+    def decode_codes(self, params: Any, codes: tuple[jax.Array, ...]) -> jax.Array:
+        """The decoder's mean picture in [-1, 1] of the code rows ``e_k`` for ``codes =
+        (indices,)``, integer indices (B, h, w) in ``[0, num_codes)`` (not checked under
+        ``jit``); ``decode_codes(encode_codes(x))`` is :meth:`reconstruct`."""
+        if not isinstance(codes, (tuple, list)) or len(codes) != 1:
+            got = f"a {type(codes).__name__}"
+            if isinstance(codes, (tuple, list)):
+                got += f" of {len(codes)} arrays"
+            raise ValueError(f"codes must be a tuple of 1 array (one level, (indices,)), got {got}")
+        (indices,) = codes
+        dtype = jnp.result_type(indices)
+        if not jnp.issubdtype(dtype, jnp.integer):
+            raise ValueError(f"codes[0] must hold integer code indices, got dtype {dtype}")
+        self._check_shape(indices, self.grid, "codes[0]")
+        check_index_range(indices, self.config.model.num_codes, "codes[0]", what="num_codes")
+        z_q = jnp.take(self.codebook(params), indices, axis=0)
+        return self.likelihood.picture(self.decode(params, z_q))
 
     # ------------------------------------------------------------------ engine hooks
 

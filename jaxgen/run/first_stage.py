@@ -29,7 +29,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen.config import ConfigError, ExperimentConfig, config_from_json, load_experiment
+from jaxgen.config import (
+    ConfigError,
+    ExperimentConfig,
+    config_from_json,
+    config_to_json,
+    diff_configs,
+    load_experiment,
+)
 from jaxgen.data.registry import Dataset
 from jaxgen.engine.checkpointing import Checkpointer, CheckpointError
 from jaxgen.engine.recipe import Recipe
@@ -41,7 +48,20 @@ from jaxgen.run.families import model_config_class
 from jaxgen.run.teacher import config_hash
 
 RECORD_NAME = "first_stage.json"
-SCALE_CHUNK = 256  # training images encoded per compiled call for the latent scale
+SCALE_CHUNK = 256
+# Config keys that do not change what a first-stage run learns.
+UNCHANGING = (
+    "eval.",
+    "expected",
+    "name",
+    "train.log_every",
+    "train.progress_bar",
+    "train.sample_every",
+    "train.num_grid_samples",
+    "train.keep_checkpoints",
+    "train.checkpoint_every",
+    "train.async_checkpoints",
+)  # training images encoded per compiled call for the latent scale
 
 log = logging.getLogger("jaxgen")
 
@@ -70,7 +90,19 @@ def first_stage_training(config: ExperimentConfig) -> tuple[ExperimentConfig, pa
 
 
 def first_stage_finished(config: ExperimentConfig, workdir: str | pathlib.Path) -> bool:
-    """True when ``workdir`` holds a checkpoint at ``config.train.num_steps`` or later."""
+    """True when ``workdir`` holds a checkpoint at ``config.train.num_steps`` or later;
+    ``ConfigError`` when it holds a run of another config than ``model.first_stage.config``
+    (a difference in any key but :data:`UNCHANGING`)."""
+    saved = pathlib.Path(workdir) / "config.json"
+    if saved.exists():
+        changed = diff_configs(json.loads(saved.read_text()), json.loads(config_to_json(config)))
+        changed = [k for k in changed if not k.startswith(UNCHANGING)]
+        if changed:
+            raise ConfigError(
+                f"model.first_stage.workdir={str(workdir)!r} holds a run of another config than "
+                f"model.first_stage.config ({', '.join(changed)} differ); use another first-stage "
+                "workdir"
+            )
     path = pathlib.Path(workdir) / "checkpoints"
     if not path.is_dir():
         return False

@@ -12,9 +12,11 @@ third element, the EMA codebook's state update). The log-likelihood estimators
 * ``likelihoods``: Bernoulli, Gaussian (fixed / learned std) and discretized logistic p(x|z).
 * ``elbo``: the ELBO, beta-VAE, KL warm-up, free bits.
 * ``iwae``: the IWAE bound and importance-sampled log p(x).
+* ``kl_autoencoder``: latent diffusion's KL-regularised first stage (tiny-weight KL).
 * ``hierarchical``: a Markovian hierarchy of latents with ladder (top-down) inference.
 * ``vector_quantization``, ``code_prior``, ``vqvae``: VQ-VAE (quantization, the code prior,
   and the whole objective :func:`vqvae_loss` with its EMA codebook update).
+* ``vqvae2``: the two-level VQ-VAE-2 objective :func:`vqvae2_loss` (top and bottom codes).
 * ``vae_gan``: the VAE-GAN's feature-matching reconstruction and its three players' losses
   (each network evaluated once), with the gradient routing of a simultaneous game step.
 * ``autoencoders``: plain, regularized, contractive and denoising autoencoders.
@@ -30,10 +32,12 @@ from jaxgen.vae import (
     gaussian,
     hierarchical,
     iwae,
+    kl_autoencoder,
     likelihoods,
     vae_gan,
     vector_quantization,
     vqvae,
+    vqvae2,
 )
 from jaxgen.vae.autoencoders import autoencoder_loss
 from jaxgen.vae.code_prior import (
@@ -57,6 +61,7 @@ from jaxgen.vae.hierarchical import (
     ladder_sample_with_latents,
 )
 from jaxgen.vae.iwae import importance_log_likelihood, iwae_loss
+from jaxgen.vae.kl_autoencoder import kl_autoencoder_loss, posterior_mean_std
 from jaxgen.vae.likelihoods import LIKELIHOODS, decoder_mean, decoder_sample, log_likelihood
 from jaxgen.vae.vae_gan import (
     feature_matching_loss,
@@ -74,6 +79,7 @@ from jaxgen.vae.vector_quantization import (
     restart_dead_codes,
 )
 from jaxgen.vae.vqvae import vqvae_loss
+from jaxgen.vae.vqvae2 import vqvae2_encode, vqvae2_loss
 
 __all__ = [
     "LIKELIHOODS",
@@ -99,6 +105,8 @@ __all__ = [
     "init_ema_codebook",
     "iwae",
     "iwae_loss",
+    "kl_autoencoder",
+    "kl_autoencoder_loss",
     "kl_monte_carlo",
     "kl_warmup",
     "ladder_elbo_loss",
@@ -108,6 +116,7 @@ __all__ = [
     "likelihoods",
     "log_likelihood",
     "player_terms",
+    "posterior_mean_std",
     "precision_weighted_merge",
     "quantize",
     "restart_dead_codes",
@@ -120,4 +129,7 @@ __all__ = [
     "vq_negative_elbo",
     "vqvae",
     "vqvae_loss",
+    "vqvae2",
+    "vqvae2_encode",
+    "vqvae2_loss",
 ]

@@ -34,6 +34,17 @@ def test_linear_schedule_values(x64):
     assert 1e-5 < float(sched.alphas_cumprod[-1]) < 1e-4
 
 
+def test_scaled_linear_schedule_is_linear_in_sqrt_beta(x64):
+    # LDM's unconditional models: sqrt(beta) evenly spaced from sqrt(0.0015) to sqrt(0.0195).
+    sched = diffusion.make_schedule("scaled_linear", 1000, beta_start=0.0015, beta_end=0.0195)
+    betas = np.asarray(sched.betas)
+    np.testing.assert_allclose(betas[[0, -1]], [0.0015, 0.0195], rtol=1e-13)
+    np.testing.assert_allclose(np.diff(np.sqrt(betas)), np.diff(np.sqrt(betas))[0], rtol=1e-9)
+    assert np.ptp(np.diff(betas)) > 1e-8  # negative control: not linear in beta itself
+    np.testing.assert_allclose(np.asarray(sched.alphas_cumprod), np.cumprod(1 - betas), rtol=1e-13)
+    assert float(sched.alphas_cumprod[-1]) < 1e-3  # abar_T ~ 0: the chain reaches noise
+
+
 def test_cosine_schedule_matches_eq17(x64):
     num_t, s = 1000, 0.008
     sched = diffusion.cosine_schedule(num_t, offset=s)
