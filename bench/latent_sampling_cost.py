@@ -4,8 +4,9 @@
         --pixel runs/ddpm_digits --latent runs/latent_diffusion_digits
     # writes bench/results/latent_sampling_cost_cpu.{json,md}
 
-Both runs draw with their configs' sampler (1000 ancestral steps each). For each, in one
-process on one machine:
+Both runs draw with their configs' sampler (the pixel DDPM: 1000 ancestral steps; the latent
+DDPM: 100 DDIM steps), or another one given as eval-time overrides (``--pixel-overrides
+model.sampler=ddim model.sample_steps=100``). For each, in one process on one machine:
 
 * ``network GFLOP per image``: XLA's cost analysis of one compiled network call on a batch,
   divided by the batch (the U-Net on 8x8x1 pixels; the U-Net on the 4x4x3 latents), times
@@ -77,13 +78,14 @@ def time_sampling(run, num_samples: int, repeats: int = 2) -> tuple[float, int]:
     return best / num_samples, int(out.nfe)
 
 
-def measure(workdir: str, num_samples: int) -> dict:
-    run = load_run(workdir)
+def measure(workdir: str, num_samples: int, overrides: list[str] = ()) -> dict:
+    run = load_run(workdir, overrides=list(overrides))
     costs = network_costs(run, batch=num_samples)
     seconds, nfe = time_sampling(run, num_samples)
     calls = nfe - (1 if run.config.family == "latent_diffusion" else 0)
     return {
         "workdir": workdir,
+        "overrides": list(overrides),
         "family": run.config.family,
         "network_calls": calls,
         **costs,
@@ -104,7 +106,8 @@ def markdown(result: dict) -> str:
     ]
     for name, r in (("pixel DDPM", p), ("latent DDPM", q)):
         lines.append(
-            f"| {name} (`{r['workdir']}`) | {r['network_calls']} | {r['denoiser_gflop']:.5f} | "
+            f"| {name} (`{r['workdir']}` {' '.join(r['overrides'])}) | {r['network_calls']} | "
+            f"{r['denoiser_gflop']:.5f} | "
             f"{r['decoder_gflop']:.5f} | {r['gflop_per_image']:.3f} | "
             f"{1e3 * r['seconds_per_image']:.2f} | {r.get('digit_fd', '')} |"
         )
@@ -123,11 +126,15 @@ def main() -> None:
     parser.add_argument("--pixel-fd", type=float, default=None)
     parser.add_argument("--latent-fd", type=float, default=None)
     parser.add_argument("--num-samples", type=int, default=360)
+    parser.add_argument(
+        "--pixel-overrides", nargs="*", default=[], help="eval-time overrides (another sampler)"
+    )
+    parser.add_argument("--latent-overrides", nargs="*", default=[])
     parser.add_argument("--out", default=str(ROOT / "bench/results/latent_sampling_cost_cpu"))
     args = parser.parse_args()
     before = matmul_peak()["peak_gflops"]
-    pixel = measure(args.pixel, args.num_samples)
-    latent = measure(args.latent, args.num_samples)
+    pixel = measure(args.pixel, args.num_samples, args.pixel_overrides)
+    latent = measure(args.latent, args.num_samples, args.latent_overrides)
     after = matmul_peak()["peak_gflops"]
     if args.pixel_fd is not None:
         pixel["digit_fd"] = args.pixel_fd

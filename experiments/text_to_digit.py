@@ -39,7 +39,7 @@ def get_config() -> ExperimentConfig:
             num_layers=3,
             num_heads=4,
             mlp_ratio=4,
-            guidance_scale=1.0,
+            guidance_scale=2.0,
         ),
         data=DataConfig(name="digits", batch_size=64),
         optim=OptimConfig(
