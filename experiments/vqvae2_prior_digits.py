@@ -30,10 +30,12 @@ def get_config() -> ExperimentConfig:
                 workdir="runs/vqvae2_digits", config="experiments/vqvae2_digits.py"
             ),
             condition="none",
-            dim=96,
-            num_layers=3,
+            dim=64,
+            num_layers=2,
             num_heads=4,
             mlp_ratio=4,
+            dropout=0.3,
+            temperature=0.8,
         ),
         data=DataConfig(name="digits", batch_size=64),
         optim=OptimConfig(
@@ -43,7 +45,7 @@ def get_config() -> ExperimentConfig:
             grad_clip_norm=1.0,
             ema_decay=0.999,
         ),
-        train=TrainConfig(num_steps=3000, log_every=100, checkpoint_every=1000, sample_every=1500),
+        train=TrainConfig(num_steps=2000, log_every=100, checkpoint_every=1000, sample_every=1000),
         eval=EvalConfig(split="test", num_samples=360, batch_size=360),
         expected="TBD",
     )

@@ -62,8 +62,14 @@ def _batch(dataset, n=4):
     return {k: jnp.asarray(v) for k, v in rows.items()}
 
 
-def test_identity_first_stage_is_pixel_diffusion_losses():
-    pixel, latent, dataset = _recipes("ddpm_digits", "model.num_timesteps=8")
+@pytest.mark.parametrize(
+    "experiment",
+    ["ddpm_digits", "sde_vp_digits", "flow_matching_digits"],
+    ids=["ddpm", "score_sde", "flow_matching"],
+)
+def test_identity_first_stage_is_pixel_diffusion_losses(experiment):
+    extra = ["model.num_timesteps=8"] if experiment == "ddpm_digits" else []
+    pixel, latent, dataset = _recipes(experiment, *extra)
     key = jax.random.key(3)
     params = pixel.init_params(key)
     latent_params = latent.init_params(key)
@@ -80,17 +86,22 @@ def test_identity_first_stage_is_pixel_diffusion_losses():
     assert not np.array_equal(np.asarray(other), np.asarray(want))
 
 
-def test_identity_first_stage_is_pixel_diffusion_samples(sampler="ancestral"):
-    pixel, latent, _ = _recipes("ddpm_digits", "model.num_timesteps=8", "model.sample_steps=4")
+def test_identity_first_stage_is_pixel_diffusion_samples_with_guidance():
+    """The class-conditional DDPM's guided samples (classifier-free, s = 2, classes given)
+    through the identity first stage: the guidance transforms pass through unchanged."""
+    pixel, latent, _ = _recipes("ddpm_cfg_digits", "model.num_timesteps=8", "model.sample_steps=4")
     key = jax.random.key(0)
     params = pixel.init_params(key)
     latent_params = {"denoiser": params, "latent": {"scale": jnp.float32(1.0)}}
     draw_key = jax.random.key(11)
+    labels = {"label": jnp.array([3, 1, 4])}
 
     def draw(recipe, p):
-        return jax.jit(lambda p, k: recipe.sample(p, k, 3, first_index=5, sampler=sampler))(
-            p, draw_key
-        )
+        return jax.jit(
+            lambda p, k: recipe.sample(
+                p, k, 3, first_index=5, condition=labels, sampler="ancestral", guidance_scale=2.0
+            )
+        )(p, draw_key)
 
     want, got = draw(pixel, params), draw(latent, latent_params)
     np.testing.assert_array_equal(np.asarray(got.samples), np.asarray(want.samples))
