@@ -17,6 +17,12 @@ One command trains both stages (the VQ-VAE first, into ``runs/vqvae_digits``):
 
 ``jaxgen eval`` reports ``requested_digit_accuracy``: of 1000 samples, digit ``i mod 10``
 asked for by its caption, the fraction the project's digit classifier labels as asked.
+
+Measured (see README): at the default guidance scale s = 2 the classifier reads the requested
+digit in 97.5% of samples (the worst digit 90%), digit FD 7.7; unguided (s = 1) 87.6% and
+FD 6.5; at s = 3 98.4% and FD 11.6. The prior's held-out -log p(codes | caption) is 6.16
+bits per code (a uniform prior: 6). Without dropout the same prior memorised its training
+codes (9.8 bits per held-out code) and reached 88% at s = 1.
 """
 
 from jaxgen.config import DataConfig, EvalConfig, ExperimentConfig, OptimConfig, TrainConfig
@@ -51,5 +57,8 @@ def get_config() -> ExperimentConfig:
         ),
         train=TrainConfig(num_steps=3000, log_every=100, checkpoint_every=1000, sample_every=1500),
         eval=EvalConfig(split="test", num_samples=360, batch_size=360),
-        expected="TBD",
+        expected=(
+            "the requested digit recognised in >= 90% of samples (measured 97.5% at s = 2); "
+            "digit FD measured 7.7"
+        ),
     )

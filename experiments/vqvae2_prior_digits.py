@@ -14,6 +14,14 @@ is a causal transformer whose sequence starts with the coarser codes
 (:mod:`jaxgen.recipes.code_prior`). ``jaxgen eval`` reports each level's held-out
 ``-log p`` in nats and bits per code and the digit FD of 360 samples (the VQ-VAE with its
 factorized prior, ``experiments/vqvae_digits.py``, scores 134).
+
+Expected result (measured; see README): digit FD < 134 (measured 23.1 at the default
+temperature 0.8; 23.8 and 19.4 at eval seeds 1 and 2; 32.1 at temperature 1); held-out
+4.88 bits per top code and 5.03 per bottom code, below the uniform priors' 5 and 6 bits.
+The priors are small (64 wide, two layers) with dropout 0.3 and 2000 steps: a 96-wide,
+three-layer prior without dropout trained 3000 steps memorised the 1437 training code grids
+(digit FD 5.3, but 13.7 bits per held-out bottom code, worse than uniform); with dropout 0.1,
+FD 17.9 and 7.7 bits per held-out bottom code.
 """
 
 from jaxgen.config import DataConfig, EvalConfig, ExperimentConfig, OptimConfig, TrainConfig
@@ -47,5 +55,8 @@ def get_config() -> ExperimentConfig:
         ),
         train=TrainConfig(num_steps=2000, log_every=100, checkpoint_every=1000, sample_every=1000),
         eval=EvalConfig(split="test", num_samples=360, batch_size=360),
-        expected="TBD",
+        expected=(
+            "digit FD < 134 (the VQ-VAE's; measured 23.1 at temperature 0.8); held-out "
+            "bits per code below uniform at both levels"
+        ),
     )

@@ -133,6 +133,8 @@ class CodePriorRecipe(SecondStageRecipe):
                 f"model.temperature > 0, got {m.top_k!r}, {m.top_p!r}, {m.temperature!r}"
             )
         self.evaluate_labels = m.condition != "none"  # the run floor passes the labels
+        # the classes a conditional prior draws for (the CLI's --class / --guidance-scale)
+        self.classes = int(self.num_classes or 0) if m.condition != "none" else 0
         if m.condition == "none":
             self.num_prefix, self.condition_vocab = 0, 0
         elif m.condition == "label":
