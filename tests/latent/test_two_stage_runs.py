@@ -130,6 +130,16 @@ def test_a_changed_first_stage_is_refused_at_resume(two_stage):
 
 def test_bad_first_stages_are_refused_by_name(two_stage, tmp_path):
     tmp, *_ = two_stage
+    other = tmp_path / "other_ae.py"  # the first stage's file, now with 3 latent channels
+    other.write_text(
+        (tmp / "tiny_ae.py")
+        .read_text()
+        .replace("'model.latent_channels=2'", "'model.latent_channels=3'")
+    )
+    with pytest.raises(
+        ConfigError, match=r"holds a run of another config .*model\.latent_channels"
+    ):
+        train(_latent_config(tmp / "ae_whole", other), tmp_path / "z")
     with pytest.raises(ConfigError, match="not a jaxgen run"):
         train(_latent_config(tmp_path / "missing", None), tmp_path / "a")
     first_config = load_experiment(str(tmp / "tiny_ae.py"))
