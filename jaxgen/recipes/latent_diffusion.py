@@ -26,7 +26,8 @@ the losses and samples are those of the pixel-space family, exactly, for the sam
 
 Evaluation reports the latent scale, the held-out latents' standard deviation after scaling,
 the first stage's reconstruction error (mean squared error and PSNR of ``D(E(x))``) and the
-second stage's training objective on held-out latents; the run floor adds the sample scores
+second stage's training objective on held-out latents (a class-conditional denoiser's at the
+null label: its unconditional model); the run floor adds the sample scores
 of the decoded images. The identity stage reports the pixel family's own evaluation.
 """
 
@@ -47,6 +48,7 @@ from jaxgen.recipes import ddpm, flow_matching, score_sde
 from jaxgen.recipes.base import check_choice, evaluate_in_chunks
 from jaxgen.recipes.first_stage import FirstStageConfig, IdentityFirstStage, SecondStageRecipe
 from jaxgen.recipes.flow_matching_config import FlowMatchingConfig
+from jaxgen.recipes.guidance import NULL_LABEL
 from jaxgen.recipes.score_sde_config import ScoreSDEConfig
 
 DENOISERS: dict[str, type] = {
@@ -229,7 +231,10 @@ class LatentDiffusionRecipe(SecondStageRecipe):
 
     def _eval_chunk(self, params, images, key):
         z = self.encode(params, images)
-        per_example, _ = self.inner.loss(params["denoiser"], {self.data_key: z}, key)
+        batch = {self.data_key: z}
+        if getattr(self.inner, "classes", 0):  # a class-conditional denoiser: its null label
+            batch["label"] = jnp.full((z.shape[0],), NULL_LABEL, jnp.int32)
+        per_example, _ = self.inner.loss(params["denoiser"], batch, key)
         recon = self.decode(params, z)
         return {
             "objective": per_example,

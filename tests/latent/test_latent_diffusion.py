@@ -180,3 +180,25 @@ def test_latent_config_errors():
     )
     with pytest.raises(ConfigError, match="/nonexistent/ae.*not a jaxgen run"):
         recipe.init_params(jax.random.key(0))
+
+
+def test_evaluate_a_class_conditional_latent_ddpm():
+    pixel_config = _pixel_config(
+        "ddpm_cfg_digits", "model.clip_denoised=false", "model.num_timesteps=8"
+    )
+    config = apply_overrides(
+        _latent_config(pixel_config, workdir="/stand-in"), ["eval.batch_size=16"]
+    )
+    dataset = load_train_dataset(config)
+    recipe = build_recipe(config, dataset)
+    stage = _AffineStage()
+    recipe.attach_first_stage(stage, stage.init_params(None))
+    recipe.set_latent_scale(0.5)
+    params = recipe.init_params(jax.random.key(0))
+    images = np.asarray(dataset.source.get(np.arange(20))["image"])
+    out = recipe.evaluate(params, images, jax.random.key(1))
+    assert out["latent_scale"] == 0.5 and out["num_examples"] == 20
+    assert np.isfinite(out["latent_objective"]) and out["latent_objective"] > 0
+    assert out["first_stage_mse"] < 1e-10  # the stand-in stage inverts exactly
+    z = 0.5 * (3.0 * images.reshape(20, 4, 4, 4) + 1.0)
+    assert out["latent_std_heldout"] == pytest.approx(z.std(), rel=1e-4)
