@@ -37,6 +37,9 @@ SMALL_UNET = (
     "model.unet.num_groups=4",
 )
 
+# The conv autoencoders at a small width (the first stages of two-stage models).
+SMALL_CONV = ("model.channels=8", "model.residual_channels=4", "model.num_residual_blocks=1")
+
 # family -> (digits experiment, its sampler's options, overrides that keep the case small)
 CASES: dict[str, tuple[str, dict, tuple[str, ...]]] = {
     "ddpm": ("ddpm_digits.py", {"sampler": "ddim", "num_steps": 3}, SMALL_UNET),
@@ -44,8 +47,8 @@ CASES: dict[str, tuple[str, dict, tuple[str, ...]]] = {
     "vae": ("vae_digits.py", {}, ()),
     "hierarchical_vae": ("hierarchical_vae_digits.py", {}, ()),
     "vqvae": ("vqvae_digits.py", {}, ()),
-    "kl_autoencoder": ("kl_autoencoder_digits.py", {}, ()),
-    "vqvae2": ("vqvae2_digits.py", {}, ()),
+    "kl_autoencoder": ("kl_autoencoder_digits.py", {}, SMALL_CONV),
+    "vqvae2": ("vqvae2_digits.py", {}, SMALL_CONV),
     "autoencoder": ("ae_digits.py", {}, ()),
     "vae_gan": ("vae_gan_digits.py", {}, ()),
     "gan": ("gan_digits.py", {}, ()),

@@ -1,7 +1,8 @@
-"""The paper configs of two-stage models run end to end from TFDS (``tfds.testing.mock_data``)
-at a tiny size: LDM-4 on CelebA-HQ (its VQ-f4 first stage, then a DDPM on the latents) and
-VQ-VAE-2 on ImageNet 256 (the two-level autoencoder, then class-conditional hierarchical
-priors). One ``train`` call on the second stage trains the first."""
+"""A two-stage paper config runs end to end from TFDS (``tfds.testing.mock_data``) at a tiny
+size: LDM-4 on CelebA-HQ (its VQ-f4 first stage, then a DDPM on the latents), one ``train``
+call on the second stage training the first. (VQ-VAE-2 on ImageNet 256 runs the same
+machinery with a code prior: its data are tested in ``tests/data/test_tfds_paper_datasets.py``,
+its priors in ``tests/latent/test_code_prior*.py``.)"""
 
 from __future__ import annotations
 
@@ -42,18 +43,6 @@ CASES = {
             "model.ddpm.unet.num_heads=1",
         ],
         ("vqvae", "latent_scale"),
-    ),
-    "vqvae2_prior_imagenet256": (
-        [
-            "model.channels=8",
-            "model.residual_channels=4",
-            "model.num_residual_blocks=1",
-            "model.num_codes_top=8",
-            "model.num_codes_bottom=8",
-            "model.embedding_dim=4",
-        ],
-        ["model.dim=16", "model.num_layers=1", "model.num_heads=2"],
-        ("vqvae2", None),
     ),
 }
 
