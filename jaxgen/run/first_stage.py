@@ -49,6 +49,7 @@ from jaxgen.run.teacher import config_hash
 
 RECORD_NAME = "first_stage.json"
 SCALE_CHUNK = 256
+SCALE_MAX_EXAMPLES = 50_000  # the scale is over the first ones (all 1437 of the digits)
 # Config keys that do not change what a first-stage run learns.
 UNCHANGING = (
     "eval.",
@@ -186,15 +187,17 @@ def load_first_stage(recipe: SecondStageRecipe) -> tuple[ExperimentConfig, Recip
 
 
 def latent_scale(recipe: SecondStageRecipe, dataset: Dataset) -> tuple[float, float]:
-    """``(1 / std, mean)`` of the first stage's latents over the whole training set (every
-    element of every latent, accumulated in float64 over chunks of :data:`SCALE_CHUNK`)."""
+    """``(1 / std, mean)`` of the first stage's latents over the training set (every element
+    of every latent of its first :data:`SCALE_MAX_EXAMPLES` examples, accumulated in float64
+    over chunks of :data:`SCALE_CHUNK`; LDM used one batch)."""
     first = recipe.require_first_stage()
     params = recipe.first_stage_params
     encode = jax.jit(first.encode_latents)
     total = total_sq = 0.0
     count = 0
-    for start in range(0, len(dataset.source), SCALE_CHUNK):
-        rows = np.arange(start, min(start + SCALE_CHUNK, len(dataset.source)))
+    total_examples = min(len(dataset.source), SCALE_MAX_EXAMPLES)
+    for start in range(0, total_examples, SCALE_CHUNK):
+        rows = np.arange(start, min(start + SCALE_CHUNK, total_examples))
         images = jnp.asarray(dataset.source.get(rows)[dataset.data_key], jnp.float32)
         z = np.asarray(encode(params, images), np.float64)
         total += float(z.sum())
