@@ -138,7 +138,16 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     out = pathlib.Path(args.out or pathlib.Path(args.workdir) / "samples")
     asked = guidance or args.label is not None or args.class_grid or args.classifier
     note = sample_score_note(run.config.data.name, args.num_samples)  # printed on success
-    if not asked and not model_classes(run):
+    if "text" in options:  # one caption for every sample: no class path
+        if args.label is not None or args.class_grid or args.classifier:
+            raise UsageError(
+                "--text sets every sample's caption; it takes no --class, "
+                "--class-grid or --classifier"
+            )
+        options.update(guidance)  # guidance on the caption's logits, a plain sample option
+        check_sample_options(run.recipe, options)
+        asked = False
+    if not asked and (not model_classes(run) or "text" in options):
         samples = draw_samples(
             run, num_samples=args.num_samples, seed=args.seed, progress_desc="sampling", **options
         )

@@ -90,6 +90,8 @@ def test_captions_the_tokenizer_cannot_take_are_refused(text_prior, capfd):
     assert line.startswith("jaxgen sample: error: ") and "'ü'" in line, line
     line = _one_line_error(["sample", "--workdir", run, "--text", "seven " * 10], capfd)
     assert "context of 32 characters" in line, line
+    line = _one_line_error(["sample", "--workdir", run, "--text", "a one", "--class", "2"], capfd)
+    assert "--text sets every sample's caption" in line, line
 
 
 def test_bad_first_stages_from_the_command_line(text_prior, tmp_path, capfd):
