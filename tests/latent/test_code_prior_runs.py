@@ -114,3 +114,21 @@ def test_bad_first_stages_from_the_command_line(text_prior, tmp_path, capfd):
     )
     line = _one_line_error(["train", str(latent), "--workdir", str(tmp_path / "b")], capfd)
     assert "is a 'code_prior' run" in line and "kl_autoencoder, vqvae" in line, line
+
+
+def test_resuming_the_prior_is_bit_identical(text_prior, tmp_path):
+    import jax
+
+    from jaxgen.config import apply_overrides, load_experiment
+    from jaxgen.run import model_config_class, train
+
+    config = apply_overrides(
+        load_experiment(str(text_prior / "prior.py"), resolve_model=model_config_class),
+        ["train.num_steps=4", "train.checkpoint_every=1"],
+    )
+    whole = train(config, tmp_path / "whole")
+    cut = train(config, tmp_path / "cut", stop_at_step=2)
+    resumed = train(config, tmp_path / "cut")
+    assert cut.stopped_early and cut.step == 2 and resumed.step == whole.step == 4
+    for a, b in zip(jax.tree.leaves(resumed.state), jax.tree.leaves(whole.state), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
