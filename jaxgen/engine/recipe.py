@@ -236,18 +236,32 @@ def evaluate_in_chunks(
     """``fn(params, chunk, key_i)`` jitted over chunks of ``batch_size`` images split over all
     devices, with per-example outputs concatenated on the host (a pytree of NumPy arrays).
 
-    The last chunk is padded to the same size, so ``fn`` compiles once; its padding rows
-    are dropped. Outputs are per example (leading axis = chunk size); scalar outputs are
+    ``images`` is an array (cast to float32), or a dict of arrays with a common leading axis
+    (images with their labels: floating leaves cast to float32, integer leaves kept), chunked
+    alike. The last chunk is padded to the same size, so ``fn`` compiles once; its padding
+    rows are dropped. Outputs are per example (leading axis = chunk size); scalar outputs are
     repeated for each example."""
-    images = np.asarray(images, np.float32)
+    if isinstance(images, Mapping):
+        data = {k: _host_array(v) for k, v in images.items()}
+    else:
+        data = np.asarray(images, np.float32)
+    leaves, treedef = jax.tree.flatten(data)
     mesh = sharding.make_mesh()
     jitted = jax.jit(fn)
     chunks = []
-    for i, start in enumerate(range(0, len(images), batch_size)):
-        chunk, n = sharding.pad_to_devices(images[start : start + batch_size], batch_size, mesh)
+    for i, start in enumerate(range(0, len(leaves[0]), batch_size)):
+        padded = [
+            sharding.pad_to_devices(a[start : start + batch_size], batch_size, mesh) for a in leaves
+        ]
+        chunk, n = treedef.unflatten([a for a, _ in padded]), padded[0][1]
         out = jitted(params, chunk, jax.random.fold_in(key, i))
         chunks.append(jax.tree.map(lambda a, n=n: _per_example(distributed.to_host(a), n), out))
     return jax.tree.map(lambda *parts: np.concatenate(parts), *chunks)
+
+
+def _host_array(x: Any) -> np.ndarray:
+    x = np.asarray(x)
+    return x.astype(np.float32) if np.issubdtype(x.dtype, np.floating) else x
 
 
 def nll_summary(nll: Any, num_dims: int) -> dict[str, float]:

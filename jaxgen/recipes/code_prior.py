@@ -55,7 +55,7 @@ from jaxgen.core.sampling import SamplerOutput, example_keys
 from jaxgen.data import captions
 from jaxgen.images import make_grid
 from jaxgen.nets.transformer import CausalTransformer
-from jaxgen.recipes.base import check_choice
+from jaxgen.recipes.base import check_choice, evaluate_in_chunks
 from jaxgen.recipes.first_stage import FirstStageConfig, SecondStageRecipe
 from jaxgen.recipes.modules import ModuleSet
 
@@ -350,12 +350,12 @@ class CodePriorRecipe(SecondStageRecipe):
         if m.condition != "none" and labels is None:
             raise ConfigError("a conditional code prior is evaluated with the split's labels")
         labels = np.zeros(len(images), np.int32) if labels is None else np.asarray(labels)
-        out = _in_chunks(
-            jax.jit(self._eval_chunk),
+        out = evaluate_in_chunks(
+            self._eval_chunk,
             params,
             {self.data_key: images, "label": labels.astype(np.int32)},
             key,
-            self.config.eval.batch_size,
+            batch_size=self.config.eval.batch_size,
         )
         result: dict[str, float] = {"num_examples": float(len(images))}
         for level, size in enumerate(self.code_sizes):
@@ -386,16 +386,3 @@ class CodePriorRecipe(SecondStageRecipe):
     def figures(self, params, images, key):
         samples = jax.jit(self.sample, static_argnums=2)(params, key, 100).samples
         return {"samples": make_grid(np.asarray(samples), num_cols=10)}
-
-
-def _in_chunks(fn, params, batch: dict[str, np.ndarray], key, batch_size: int) -> dict:
-    """``fn(params, chunk, key)`` over equal chunks of a batch dict (the last one padded by
-    repeating rows, which are dropped), per-example outputs concatenated on the host."""
-    n = len(next(iter(batch.values())))
-    size = min(batch_size, n)
-    parts = []
-    for start in range(0, n, size):
-        rows = np.minimum(np.arange(start, start + size), n - 1)
-        out = fn(params, {k: v[rows] for k, v in batch.items()}, key)
-        parts.append({k: np.asarray(v)[: min(size, n - start)] for k, v in out.items()})
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
