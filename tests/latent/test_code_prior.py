@@ -172,6 +172,14 @@ def test_dropout_acts_only_in_training_and_keeps_the_causal_mask():
     np.testing.assert_array_equal(np.asarray(net(tokens, dropout_key=None)), np.asarray(plain))
     dropped = net(tokens, dropout_key=jax.random.key(1))
     assert not np.allclose(np.asarray(dropped), np.asarray(plain))
+    # inverted dropout: an entry is 0 with probability p, else x / (1 - p), so E = x
+    from jaxgen.nets.transformer import _dropout
+
+    kept = np.asarray(_dropout(jnp.ones((200_000,)), 0.3, jax.random.key(3)))
+    values = np.unique(kept)
+    assert values.size == 2 and values[0] == 0.0 and values[1] == pytest.approx(1 / 0.7)
+    assert abs((kept == 0).mean() - 0.3) < 5 * np.sqrt(0.3 * 0.7 / kept.size)  # 5 sigma
+    assert abs(kept.mean() - 1.0) < 5 * np.sqrt(0.3 / 0.7 / kept.size)
     embeddings = net.embed_tokens(tokens)
 
     def logits_sum(e):  # (T,): the summed logits at each position, with dropout
